@@ -1,0 +1,468 @@
+//! Typed settings: the commented `config/default.toml`, the `config/<FLUID_ENV>.toml` overlay,
+//! `FLUID_WEBHOOKS_<SECTION>__<KEY>` variables and the contract variables (`HOST`, `PORT`,
+//! `DATABASE_URL`, `FLUID_WEBHOOK_SECRET`, `FLUID_ENV`), validated once at start.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use crate::secret::Secret;
+
+/// The name of the variable holding FLUID's webhook signing secret.
+pub const SECRET_VAR: &str = "FLUID_WEBHOOK_SECRET";
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const SANDBOX_TOML: &str = include_str!("../config/sandbox.toml");
+const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
+
+/// Which FLUID environment this receiver serves (`FLUID_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FluidEnv {
+    /// FLUID's sandbox and local development (the default).
+    Sandbox,
+    /// Live money.
+    Production,
+}
+
+impl FluidEnv {
+    /// Reads `FLUID_ENV` from the given value; unset means sandbox.
+    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("sandbox") => Ok(Self::Sandbox),
+            Some("production") => Ok(Self::Production),
+            Some(other) => Err(ConfigError::new(format!(
+                "FLUID_ENV must be `sandbox` or `production`, not `{other}`"
+            ))),
+        }
+    }
+
+    /// The lowercase name, also the name of the overlay file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Production => "production",
+        }
+    }
+
+    fn embedded_toml(self) -> &'static str {
+        match self {
+            Self::Sandbox => SANDBOX_TOML,
+            Self::Production => PRODUCTION_TOML,
+        }
+    }
+}
+
+/// Everything the service reads at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `FLUID_ENV`.
+    pub env: FluidEnv,
+    /// The webhook signing secret (`FLUID_WEBHOOK_SECRET`).
+    pub secret: Secret,
+    /// `DATABASE_URL`; `None` starts the embedded PostgreSQL.
+    pub database_url: Option<Secret>,
+    /// The `[server]` table.
+    pub server: ServerSettings,
+    /// The `[database]` table.
+    pub database: DatabaseSettings,
+    /// The `[worker]` table.
+    pub worker: WorkerSettings,
+    /// The `[log]` table.
+    pub log: LogSettings,
+}
+
+/// The file-backed part of the settings; see `config/default.toml` for each key's meaning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    server: ServerSettings,
+    database: DatabaseSettings,
+    worker: WorkerSettings,
+    log: LogSettings,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on (`HOST`).
+    pub host: String,
+    /// Port to listen on (`PORT`); 0 picks a free one.
+    pub port: u16,
+    /// Largest body accepted before 413.
+    pub max_body_bytes: usize,
+    /// Time allowed to store an event before answering 503.
+    pub ingest_timeout_ms: u64,
+    /// Time allowed for in-flight work to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// `[database]`: the pool and the embedded server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Data folder of the embedded PostgreSQL used when `DATABASE_URL` is unset.
+    pub embedded_data_dir: PathBuf,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Wait for a connection before giving up (and answering 503).
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` for every connection.
+    pub statement_timeout_ms: u64,
+    /// How long start-up keeps trying to reach the database.
+    pub startup_timeout_secs: u64,
+}
+
+/// `[worker]`: the background application of stored events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Whether this process applies events at all.
+    pub enabled: bool,
+    /// Worker tasks in this process.
+    pub concurrency: usize,
+    /// Events per claiming transaction.
+    pub batch_size: i64,
+    /// Poll period for due work.
+    pub poll_interval_ms: u64,
+    /// First retry delay after a failed application.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Failed attempts before an event is parked as `failed`.
+    pub max_attempts: i32,
+}
+
+impl WorkerSettings {
+    /// The poll period as a `Duration`.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// `[log]`: how log lines look.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A setting is missing or wrong; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the process environment and the config files.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Loads the settings from the given variables (tests pass their own) and the config files.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let secret = match vars.get(SECRET_VAR).map(|s| s.trim()) {
+            Some(value) if !value.is_empty() => Secret::new(value),
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "{SECRET_VAR} is not set: it must hold the webhook secret FLUID signs deliveries with"
+                )));
+            }
+        };
+        let mut settings = Self::without_secret(vars)?;
+        settings.secret = secret;
+        Ok(settings)
+    }
+
+    /// Loads everything but the webhook secret, for commands that verify no webhook
+    /// (`migrate`); the secret is left empty.
+    pub fn without_secret(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = FluidEnv::parse(vars.get("FLUID_ENV").map(String::as_str))?;
+        let dir = PathBuf::from(
+            vars.get(CONFIG_DIR_VAR)
+                .map(String::as_str)
+                .unwrap_or("config"),
+        );
+
+        let mut table = parse_toml(DEFAULT_TOML, "the built-in config/default.toml")?;
+        merge(&mut table, read_optional_toml(&dir.join("default.toml"))?);
+        merge(
+            &mut table,
+            parse_toml(env.embedded_toml(), "the built-in overlay")?,
+        );
+        merge(
+            &mut table,
+            read_optional_toml(&dir.join(format!("{}.toml", env.name())))?,
+        );
+        for (name, value) in vars {
+            if let Some(path) = name
+                .strip_prefix(ENV_PREFIX)
+                .filter(|_| name != CONFIG_DIR_VAR)
+            {
+                let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+                set_path(&mut table, &keys, env_value(value));
+            }
+        }
+        for (name, key) in CONTRACT_VARS {
+            if let Some(value) = vars.get(*name) {
+                set_path(
+                    &mut table,
+                    &["server".into(), (*key).into()],
+                    env_value(value),
+                );
+            }
+        }
+
+        let file: FileSettings = serde_path_to_error::deserialize(table).map_err(|e| {
+            let key = e.path().to_string();
+            let source = CONTRACT_VARS
+                .iter()
+                .find(|(_, k)| key == format!("server.{k}"))
+                .map(|(name, _)| (*name).to_string())
+                .unwrap_or_else(|| {
+                    format!(
+                        "config/*.toml or {ENV_PREFIX}{}",
+                        key.to_uppercase().replace('.', "__")
+                    )
+                });
+            ConfigError::new(format!("bad setting `{key}` ({source}): {}", e.inner()))
+        })?;
+
+        let settings = Self {
+            env,
+            secret: Secret::new(""),
+            database_url: vars
+                .get("DATABASE_URL")
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            server: file.server,
+            database: file.database,
+            worker: file.worker,
+            log: file.log,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (server, database, worker) = (&self.server, &self.database, &self.worker);
+        let checks: [(bool, &str, &str); 10] = [
+            (
+                server.host.trim().is_empty(),
+                "server.host (HOST)",
+                "must not be empty",
+            ),
+            (
+                server.max_body_bytes == 0,
+                "server.max_body_bytes",
+                "must be at least 1",
+            ),
+            (
+                server.ingest_timeout_ms == 0,
+                "server.ingest_timeout_ms",
+                "must be at least 1",
+            ),
+            (
+                database.max_connections < 2,
+                "database.max_connections",
+                "must be at least 2",
+            ),
+            (
+                database.acquire_timeout_ms == 0,
+                "database.acquire_timeout_ms",
+                "must be at least 1",
+            ),
+            (
+                !(1..=64).contains(&worker.concurrency),
+                "worker.concurrency",
+                "must be 1 to 64",
+            ),
+            (
+                !(1..=10_000).contains(&worker.batch_size),
+                "worker.batch_size",
+                "must be 1 to 10000",
+            ),
+            (
+                worker.poll_interval_ms == 0,
+                "worker.poll_interval_ms",
+                "must be at least 1",
+            ),
+            (
+                worker.max_attempts < 1,
+                "worker.max_attempts",
+                "must be at least 1",
+            ),
+            (
+                worker.retry_base_ms > worker.retry_max_ms,
+                "worker.retry_base_ms",
+                "must not exceed worker.retry_max_ms",
+            ),
+        ];
+        match checks.into_iter().find(|(bad, _, _)| *bad) {
+            Some((_, key, rule)) => Err(ConfigError::new(format!("bad setting `{key}`: {rule}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Prefix of the variables that override a config key: `FLUID_WEBHOOKS_<SECTION>__<KEY>`.
+const ENV_PREFIX: &str = "FLUID_WEBHOOKS_";
+/// Where the on-disk config files are looked for.
+const CONFIG_DIR_VAR: &str = "FLUID_WEBHOOKS_CONFIG_DIR";
+/// The contract variables that set `[server]` keys.
+const CONTRACT_VARS: &[(&str, &str)] = &[("HOST", "host"), ("PORT", "port")];
+
+fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
+    text.parse::<Table>()
+        .map_err(|e| ConfigError::new(format!("cannot read {origin}: {e}")))
+}
+
+fn read_optional_toml(path: &Path) -> Result<Table, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_toml(&text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Table::new()),
+        Err(e) => Err(ConfigError::new(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Overlays `top` on `base`, table by table, so a file or variable need only name what it changes.
+fn merge(base: &mut Table, top: Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(inner)), Value::Table(top_inner)) => merge(inner, top_inner),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set_path(table: &mut Table, keys: &[String], value: Value) {
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(inner) = entry else { return };
+        current = inner;
+    }
+    current.insert(last.clone(), value);
+}
+
+/// An environment value is read as a TOML value (`200`, `true`, `"x"`), or else as a plain string.
+fn env_value(raw: &str) -> Value {
+    format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_with_only_the_secret() {
+        let s = Settings::from_vars(&vars(&[(SECRET_VAR, "s3cret")])).expect("defaults are valid");
+        assert_eq!(s.server.port, 3000);
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.env, FluidEnv::Sandbox);
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert!(s.database_url.is_none());
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable() {
+        let err = Settings::from_vars(&vars(&[])).expect_err("secret is required");
+        assert!(err.to_string().contains(SECRET_VAR), "{err}");
+    }
+
+    #[test]
+    fn contract_and_prefixed_variables_override_files() {
+        let s = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            ("HOST", "0.0.0.0"),
+            ("PORT", "8080"),
+            ("FLUID_ENV", "production"),
+            ("FLUID_WEBHOOKS_WORKER__BATCH_SIZE", "7"),
+            ("FLUID_WEBHOOKS_WORKER__ENABLED", "false"),
+        ]))
+        .expect("valid");
+        assert_eq!((s.server.host.as_str(), s.server.port), ("0.0.0.0", 8080));
+        assert_eq!(s.worker.batch_size, 7);
+        assert!(!s.worker.enabled);
+        assert_eq!(s.log.format, LogFormat::Json, "production overlay applies");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (("PORT", "eighty"), "PORT"),
+            (
+                ("FLUID_WEBHOOKS_WORKER__BATCH_SIZE", "0"),
+                "worker.batch_size",
+            ),
+            (("FLUID_WEBHOOKS_WORKER__BACH_SIZE", "5"), "bach_size"),
+            (("FLUID_WEBHOOKS_SERVER__PORT", "99999"), "server.port"),
+            (("FLUID_ENV", "staging"), "FLUID_ENV"),
+        ];
+        for ((name, value), expected) in cases {
+            let err = Settings::from_vars(&vars(&[(SECRET_VAR, "x"), (name, value)]))
+                .expect_err("invalid");
+            assert!(err.to_string().contains(expected), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "topsecret"),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+        ]))
+        .expect("valid");
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("topsecret") && !debug.contains("pw@"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The embedded default: with no `DATABASE_URL`, `serve` runs a private PostgreSQL from the
+//! locally installed server binaries, with its data in `./.data/postgres` (kept between runs),
+//! and stops it on exit. It listens on 127.0.0.1 only, on a free port, with a generated password.
+//!
+//! PostgreSQL refuses to run as root, so as root the server runs as the `postgres` OS user, which
+//! must be able to reach the data folder.
+
+use std::{
+    net::TcpListener,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use nix::unistd::{Uid, User, chown};
+use sqlx::{Connection, PgConnection};
+use tokio::process::Command;
+
+use crate::secret::Secret;
+
+/// The database the service uses inside the embedded server.
+pub const DATABASE: &str = "fluid_webhooks";
+
+/// A running private PostgreSQL server.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    data_dir: PathBuf,
+    bin_dir: PathBuf,
+    run_as: Option<User>,
+    port: u16,
+    password: Secret,
+}
+
+impl EmbeddedPostgres {
+    /// Starts (creating on first use) the server whose data lives in `data_dir`, and makes sure
+    /// the database [`DATABASE`] exists. A server left running there by a killed run is reused.
+    pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        let bin_dir = find_bin_dir().ok_or_else(|| {
+            anyhow::anyhow!(
+                "DATABASE_URL is not set and no PostgreSQL server binaries (initdb, pg_ctl) were found \
+                 on PATH or under /usr/lib/postgresql/*/bin. Install PostgreSQL (e.g. `apt-get install \
+                 postgresql`), set DATABASE_URL to an existing database, or run `docker compose up`."
+            )
+        })?;
+        let run_as = if Uid::effective().is_root() {
+            Some(User::from_name("postgres")?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "running as root, but there is no `postgres` OS user to run PostgreSQL as"
+                )
+            })?)
+        } else {
+            None
+        };
+        let data_dir = std::path::absolute(data_dir).context("resolving the data folder")?;
+        let mut server = Self {
+            data_dir,
+            bin_dir,
+            run_as,
+            port: 0,
+            password: Secret::new(""),
+        };
+        if !server.data_dir.join("PG_VERSION").exists() {
+            server.init().await?;
+        }
+        server.password = Secret::new(
+            std::fs::read_to_string(server.password_file())
+                .with_context(|| format!("reading {}", server.password_file().display()))?
+                .trim(),
+        );
+        server.port = match server.running_port().await {
+            Some(port) => {
+                tracing::info!(data_dir = %server.data_dir.display(), port, "reusing the embedded PostgreSQL left running");
+                port
+            }
+            None => server.launch().await?,
+        };
+        server.ensure_database(DATABASE).await?;
+        Ok(server)
+    }
+
+    /// The URL of a database on this server (holds the password, hence a `Secret`).
+    pub fn url_for(&self, database: &str) -> Secret {
+        Secret::new(format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{database}",
+            self.password.expose(),
+            self.port
+        ))
+    }
+
+    /// The URL of [`DATABASE`].
+    pub fn url(&self) -> Secret {
+        self.url_for(DATABASE)
+    }
+
+    /// The TCP port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The folder holding `pg_ctl`.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The OS user the server runs as when we are root.
+    pub fn server_user(&self) -> Option<&str> {
+        self.run_as.as_ref().map(|u| u.name.as_str())
+    }
+
+    /// Stops the server (fast shutdown: open sessions are ended, data is flushed).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        let data_dir = self.data_dir.display().to_string();
+        self.run(
+            "pg_ctl",
+            &["stop", "-D", &data_dir, "-m", "fast", "-w", "-t", "60"],
+        )
+        .await?;
+        tracing::info!(data_dir, "embedded PostgreSQL stopped");
+        Ok(())
+    }
+
+    fn password_file(&self) -> PathBuf {
+        let mut name = self.data_dir.file_name().unwrap_or_default().to_os_string();
+        name.push(".password");
+        self.data_dir.with_file_name(name)
+    }
+
+    async fn init(&self) -> anyhow::Result<()> {
+        if let Some(parent) = self.data_dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        if !self.data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.data_dir)
+                .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        }
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let pw_file = self.password_file();
+        {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&pw_file)
+                .with_context(|| format!("writing {}", pw_file.display()))?;
+            file.write_all(password.as_bytes())?;
+        }
+        if let Some(user) = &self.run_as {
+            for path in [&self.data_dir, &pw_file] {
+                chown(path.as_path(), Some(user.uid), Some(user.gid))
+                    .with_context(|| format!("handing {} to the postgres user", path.display()))?;
+            }
+        }
+        tracing::info!(data_dir = %self.data_dir.display(), "creating the embedded PostgreSQL (first run)");
+        let data_dir = self.data_dir.display().to_string();
+        let pw_arg = format!("--pwfile={}", pw_file.display());
+        self.run(
+            "initdb",
+            &[
+                "-D",
+                &data_dir,
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                &pw_arg,
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        )
+        .await?;
+        // Loopback TCP only: no socket file, so no path-length or permission trouble.
+        let conf = "\n# Added by fluid-webhooks: a private server on loopback only.\n\
+                    listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 300\n";
+        let conf_path = self.data_dir.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).context("reading postgresql.conf")?;
+        text.push_str(conf);
+        std::fs::write(&conf_path, text).context("writing postgresql.conf")?;
+        Ok(())
+    }
+
+    /// The port of a server already running on this data folder, if any.
+    async fn running_port(&self) -> Option<u16> {
+        let data_dir = self.data_dir.display().to_string();
+        self.run("pg_ctl", &["status", "-D", &data_dir])
+            .await
+            .ok()?;
+        let pid_file = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        pid_file.lines().nth(3)?.trim().parse().ok()
+    }
+
+    async fn launch(&self) -> anyhow::Result<u16> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let data_dir = self.data_dir.display().to_string();
+        let log = self.data_dir.join("server.log").display().to_string();
+        let options = format!("-p {port}");
+        self.run(
+            "pg_ctl",
+            &[
+                "start", "-D", &data_dir, "-l", &log, "-w", "-t", "60", "-o", &options,
+            ],
+        )
+        .await
+        .with_context(|| format!("starting PostgreSQL (its log: {log})"))?;
+        tracing::info!(
+            data_dir,
+            port,
+            "embedded PostgreSQL started (DATABASE_URL is not set)"
+        );
+        Ok(port)
+    }
+
+    async fn ensure_database(&self, name: &str) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(self.url_for("postgres").expose())
+            .await
+            .context("connecting to the embedded PostgreSQL")?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(name)
+                .fetch_optional(&mut conn)
+                .await?;
+        if exists.is_none() {
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut conn)
+                .await?;
+        }
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Runs one of the server's programs, as the `postgres` user when we are root.
+    async fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut command = Command::new(self.bin_dir.join(program));
+        command
+            .args(args)
+            .current_dir(&self.data_dir)
+            .kill_on_drop(true);
+        if let Some(user) = &self.run_as {
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .with_context(|| format!("{program} did not finish in 120 s"))?
+            .with_context(|| format!("running {program}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut message = format!(
+            "{program} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            String::from_utf8_lossy(&output.stdout).trim()
+        );
+        if self.run_as.is_some() {
+            message.push_str(&format!(
+                " (as root, PostgreSQL runs as the `postgres` user, which must be able to reach {}; \
+                 set FLUID_WEBHOOKS_DATABASE__EMBEDDED_DATA_DIR to a folder it can reach, or DATABASE_URL)",
+                self.data_dir.display()
+            ));
+        }
+        bail!(message)
+    }
+}
+
+/// The folder with `initdb` and `pg_ctl`: from `PATH`, else the newest `/usr/lib/postgresql/*/bin`.
+pub fn find_bin_dir() -> Option<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    let from_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| has_tools(dir));
+    from_path.or_else(|| {
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+                let bin = entry.path().join("bin");
+                has_tools(&bin).then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin)
+    })
+}

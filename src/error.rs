@@ -1,0 +1,105 @@
+//! The one error type of the HTTP layer: each variant is one status and a small JSON body
+//! `{"error": "...", "code": "..."}`. Internal details are logged here, never sent.
+
+use axum::{
+    Json,
+    extract::rejection::BytesRejection,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::signature::SignatureError;
+
+/// `Result` with the HTTP error as its default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Missing, malformed or wrong `X-FLUID-Signature`: 401.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// Body larger than `server.max_body_bytes`: 413.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Signed, but not something we can store (not JSON, not an object, oversized id): 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such route: 404.
+    #[error("no such route")]
+    NotFound,
+    /// The route exists, the method does not: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The database could not be reached in time: 503, so FLUID retries.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A bug or an unexpected failure: 500, logged.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    /// Maps a failure to read the body: over the limit is 413, anything else (a client that hung
+    /// up mid-body) is 400.
+    pub fn from_body(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge { limit }
+        } else {
+            Self::BadRequest(format!(
+                "could not read the request body: {}",
+                rejection.body_text()
+            ))
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Signature(SignatureError::Missing) => {
+                (StatusCode::UNAUTHORIZED, "missing_signature")
+            }
+            Self::Signature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            Self::Unavailable(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "answering 503: database unavailable"
+            ),
+            Self::Internal(e) => tracing::error!(error = format!("{e:#}"), "answering 500"),
+            _ => {}
+        }
+        let body = Json(json!({ "error": self.to_string(), "code": code }));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // FLUID retries 503 on its own schedule; this only helps other clients.
+            (status, [(header::RETRY_AFTER, "5")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+/// Answers unknown routes with a JSON 404.
+pub async fn not_found() -> Error {
+    Error::NotFound
+}
+
+/// Answers a known route called with the wrong method with a JSON 405 (axum adds `Allow`).
+pub async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}

@@ -1,0 +1,37 @@
+//! fluid-webhooks receives FLUID Network payment webhooks and keeps a merchant's transaction
+//! state right.
+//!
+//! The modules follow the path a delivery takes:
+//!
+//! - [`webhooks`]: the `POST /webhooks/fluid` route, which checks the
+//! - [`signature`] over the raw body, then stores the event once in the
+//! - [`inbox`] (`webhook_events`, unique per event id) and answers `{"received":true}`;
+//! - [`worker`] claims stored events in batches and applies them to
+//! - [`transactions`], whose state rules are the pure function [`transactions::rules::decide`].
+//!
+//! Around them: [`payload`] (FLUID's body), [`config`] and [`secret`] (settings), [`database`]
+//! (pool, migrations), [`embedded_postgres`] (the private PostgreSQL used when `DATABASE_URL` is
+//! unset), [`startup`] (wiring, shutdown), [`health`], [`error`] (the HTTP error type),
+//! [`telemetry`] (logs) and [`cli`] (the subcommands).
+
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod embedded_postgres;
+pub mod error;
+pub mod health;
+pub mod inbox;
+pub mod payload;
+pub mod secret;
+pub mod signature;
+pub mod startup;
+pub mod telemetry;
+pub mod transactions;
+pub mod webhooks;
+pub mod worker;
+
+/// Chooses `ring` as rustls's crypto provider (for `send` over HTTPS and TLS database URLs).
+/// Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
