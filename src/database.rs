@@ -49,13 +49,20 @@ pub async fn migrate(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// Whether an error means the database could not be reached (as opposed to refused a statement).
+/// Whether an error means the database could not be reached or went away mid-conversation
+/// (as opposed to refusing a statement, or a bug in ours).
 pub fn is_unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
+    match error {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    ) || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exception; 57P: the server is shutting down or restarting.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }

@@ -144,18 +144,14 @@ pub async fn store(
 }
 
 /// Sorts a database failure into the client's fault (400: PostgreSQL refused the data, e.g. a
-/// `\u0000` escape jsonb cannot hold), unreachable (503) or a bug (500).
+/// `\u0000` escape jsonb cannot hold), unreachable (503, FLUID retries) or a bug (500).
 pub fn classify(error: sqlx::Error) -> Error {
     match &error {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
             Error::BadRequest(format!("payload cannot be stored: {}", db.message()))
         }
-        sqlx::Error::Database(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::TypeNotFound { .. } => Error::Internal(error.into()),
-        _ => Error::Unavailable(error.into()),
+        _ if crate::database::is_unreachable(&error) => Error::Unavailable(error.into()),
+        _ => Error::Internal(error.into()),
     }
 }
 

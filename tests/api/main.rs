@@ -1,0 +1,10 @@
+//! One integration-test binary: the real service over real HTTP, against a real PostgreSQL
+//! (a private server started from the local binaries, or `DATABASE_URL` when set). Every test
+//! gets its own database, created from a migrated template. Logs show when `TEST_LOG` is set.
+
+mod cli;
+mod helpers;
+mod outage;
+mod processes;
+mod processing;
+mod webhooks;
