@@ -42,6 +42,13 @@ pub enum Command {
     },
     /// Build a realistic FLUID event, sign it and POST it with FLUID's headers.
     Send(SendArgs),
+    /// Exit 0 when the service on this machine answers /healthz (the container's HEALTHCHECK,
+    /// which has no shell or curl).
+    Healthcheck {
+        /// The URL to check; defaults to http://127.0.0.1:$PORT/healthz.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Options of `send`.
@@ -97,6 +104,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Send(args) => send(args).await,
+        Command::Healthcheck { url } => {
+            let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+            let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/healthz"));
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?;
+            let status = client
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?
+                .status();
+            anyhow::ensure!(status.is_success(), "GET {url} answered {status}");
+            Ok(())
+        }
     }
 }
 

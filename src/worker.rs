@@ -65,7 +65,7 @@ impl Worker {
         let mut listener: Option<PgListener> = None;
         let mut backoff_ms = 0u64;
         while !shutdown.is_cancelled() {
-            match self.drain().await {
+            match self.drain(&shutdown).await {
                 Ok(()) => backoff_ms = 0,
                 Err(e) => {
                     backoff_ms =
@@ -102,9 +102,11 @@ impl Worker {
         Some(listener)
     }
 
-    /// Applies batches until no due event is left.
-    pub async fn drain(&self) -> Result<(), sqlx::Error> {
-        while self.process_batch().await? == self.settings.batch_size as usize {}
+    /// Applies batches until no due event is left, or until shutdown (between batches).
+    pub async fn drain(&self, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
+        while !shutdown.is_cancelled()
+            && self.process_batch().await? == self.settings.batch_size as usize
+        {}
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 pub mod rules;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, postgres::PgArguments, query::Query};
 
 use crate::payload::{FluidEvent, decimal_text};
 use rules::{Current, Decision, Incoming, Status};
@@ -149,6 +149,33 @@ async fn lock(conn: &mut PgConnection, reference: &str) -> Result<Option<Current
     .transpose()
 }
 
+/// Binds the columns both writes set, as `$1` to `$17`.
+fn bind_row<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    f: &'q Fields,
+    event: &'q EventRef<'_>,
+    status: Status,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(&f.reference)
+        .bind(status.as_str())
+        .bind(&f.fluid_id)
+        .bind(&f.fluid_uuid)
+        .bind(&f.partner_reference)
+        .bind(&f.amount)
+        .bind(&f.currency)
+        .bind(&f.fee)
+        .bind(&f.narration)
+        .bind(&f.approval_method)
+        .bind(&f.error_details)
+        .bind(f.fluid_created_at)
+        .bind(f.processed_at)
+        .bind(f.completed_at)
+        .bind(event.event_id)
+        .bind(event.event_type)
+        .bind(event.at)
+}
+
 /// Creates the transaction; `false` when another worker created it first.
 async fn insert(
     conn: &mut PgConnection,
@@ -156,38 +183,23 @@ async fn insert(
     event: &EventRef<'_>,
     status: Status,
 ) -> Result<bool, ApplyError> {
-    let done = sqlx::query(
-        "INSERT INTO transactions (reference, fluid_id, fluid_uuid, partner_reference, status, \
+    let query = sqlx::query(
+        "INSERT INTO transactions (reference, status, fluid_id, fluid_uuid, partner_reference, \
              amount, currency, fee, narration, approval_method, error_details, \
              fluid_created_at, processed_at, completed_at, last_event_id, last_event_type, last_event_at) \
          VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8::numeric, $9, $10, $11::jsonb, \
              $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (reference) DO NOTHING",
-    )
-    .bind(&f.reference)
-    .bind(&f.fluid_id)
-    .bind(&f.fluid_uuid)
-    .bind(&f.partner_reference)
-    .bind(status.as_str())
-    .bind(&f.amount)
-    .bind(&f.currency)
-    .bind(&f.fee)
-    .bind(&f.narration)
-    .bind(&f.approval_method)
-    .bind(&f.error_details)
-    .bind(f.fluid_created_at)
-    .bind(f.processed_at)
-    .bind(f.completed_at)
-    .bind(event.event_id)
-    .bind(event.event_type)
-    .bind(event.at)
-    .execute(&mut *conn)
-    .await?;
+    );
+    let done = bind_row(query, f, event, status)
+        .execute(&mut *conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Moves the locked transaction. The `WHERE` repeats what `decide` saw, so a row that changed
-/// under us (impossible while we hold the lock, but cheap to check) is not overwritten.
+/// under us (impossible while we hold the lock, but cheap to check) is not overwritten. Details
+/// an event leaves out keep their stored value.
 async fn update(
     conn: &mut PgConnection,
     f: &Fields,
@@ -195,7 +207,7 @@ async fn update(
     status: Status,
     seen: Current,
 ) -> Result<(), ApplyError> {
-    let done = sqlx::query(
+    let query = sqlx::query(
         "UPDATE transactions SET status = $2, \
              fluid_id = COALESCE($3, fluid_id), fluid_uuid = COALESCE($4, fluid_uuid), \
              partner_reference = COALESCE($5, partner_reference), \
@@ -207,28 +219,12 @@ async fn update(
              processed_at = COALESCE($13, processed_at), completed_at = COALESCE($14, completed_at), \
              last_event_id = $15, last_event_type = $16, last_event_at = $17, updated_at = now() \
          WHERE reference = $1 AND status = $18 AND last_event_at = $19",
-    )
-    .bind(&f.reference)
-    .bind(status.as_str())
-    .bind(&f.fluid_id)
-    .bind(&f.fluid_uuid)
-    .bind(&f.partner_reference)
-    .bind(&f.amount)
-    .bind(&f.currency)
-    .bind(&f.fee)
-    .bind(&f.narration)
-    .bind(&f.approval_method)
-    .bind(&f.error_details)
-    .bind(f.fluid_created_at)
-    .bind(f.processed_at)
-    .bind(f.completed_at)
-    .bind(event.event_id)
-    .bind(event.event_type)
-    .bind(event.at)
-    .bind(seen.status.as_str())
-    .bind(seen.last_event_at)
-    .execute(&mut *conn)
-    .await?;
+    );
+    let done = bind_row(query, f, event, status)
+        .bind(seen.status.as_str())
+        .bind(seen.last_event_at)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 1 {
         Ok(())
     } else {
