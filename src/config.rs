@@ -68,6 +68,8 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     /// The `[server]` table.
     pub server: ServerSettings,
+    /// The `[ingest]` table.
+    pub ingest: IngestSettings,
     /// The `[database]` table.
     pub database: DatabaseSettings,
     /// The `[worker]` table.
@@ -81,6 +83,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     server: ServerSettings,
+    ingest: IngestSettings,
     database: DatabaseSettings,
     worker: WorkerSettings,
     log: LogSettings,
@@ -100,6 +103,18 @@ pub struct ServerSettings {
     pub ingest_timeout_ms: u64,
     /// Time allowed for in-flight work to finish on shutdown.
     pub shutdown_timeout_secs: u64,
+}
+
+/// `[ingest]`: group commit of incoming events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Tasks storing batches; each holds one commit in flight.
+    pub flushers: usize,
+    /// Most events stored by one statement and commit.
+    pub max_batch: usize,
+    /// Events waiting for a flusher before requests wait to hand theirs over.
+    pub queue_capacity: usize,
 }
 
 /// `[database]`: the pool and the embedded server.
@@ -258,6 +273,7 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(Secret::new),
             server: file.server,
+            ingest: file.ingest,
             database: file.database,
             worker: file.worker,
             log: file.log,
@@ -267,8 +283,24 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let (server, database, worker) = (&self.server, &self.database, &self.worker);
-        let checks: [(bool, &str, &str); 10] = [
+        let (server, ingest, database, worker) =
+            (&self.server, &self.ingest, &self.database, &self.worker);
+        let checks: [(bool, &str, &str); 13] = [
+            (
+                !(1..=64).contains(&ingest.flushers),
+                "ingest.flushers",
+                "must be 1 to 64",
+            ),
+            (
+                !(1..=5_000).contains(&ingest.max_batch),
+                "ingest.max_batch",
+                "must be 1 to 5000",
+            ),
+            (
+                ingest.queue_capacity == 0,
+                "ingest.queue_capacity",
+                "must be at least 1",
+            ),
             (
                 server.host.trim().is_empty(),
                 "server.host (HOST)",

@@ -1,22 +1,33 @@
 //! The durable inbox: every verified delivery becomes one row of `webhook_events`, keyed by its
 //! event id under a unique constraint, so a redelivery (also many at the same instant) is a no-op.
 //! A delivery is acknowledged only after its row is committed; the table is also the worker's queue.
+//!
+//! Group commit: a commit costs a disk flush, so concurrent deliveries are stored together. Each
+//! request hands its event to a small set of flusher tasks; a flusher takes every event waiting
+//! (up to `ingest.max_batch`), stores them with one multi-row `INSERT ... ON CONFLICT DO NOTHING
+//! RETURNING event_id` and one commit, and answers each request from what came back. Nobody waits
+//! for a batch to fill: a lone delivery is stored at once, and under load the deliveries that
+//! arrive during one commit form the next batch. A batch that fails fails only its own requests.
 
-use std::time::Duration;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use tokio::{
+    sync::{Mutex, mpsc, oneshot},
+    task::JoinSet,
+};
 
-use crate::error::Error;
+use crate::{config::IngestSettings, error::Error};
 
 /// Longest event id or event type stored; longer ones are refused with 400.
 const MAX_KEY_LEN: usize = 255;
 
 /// A verified delivery, ready to store.
 #[derive(Debug)]
-pub struct NewEvent<'a> {
+pub struct NewEvent {
     /// `event_id` from the body, or `sha256:<hex of the body>` when the body has none.
     pub event_id: String,
     /// `event` from the body, else the `X-FLUID-Event` header, else `unknown`.
@@ -28,7 +39,7 @@ pub struct NewEvent<'a> {
     /// `X-FLUID-Timestamp` as sent (not signed, kept for the record).
     pub delivery_timestamp: Option<String>,
     /// The body as text; PostgreSQL stores it as `jsonb`.
-    pub body: &'a str,
+    pub body: String,
 }
 
 /// The top-level fields the inbox needs; the rest of the body is kept as it is.
@@ -40,10 +51,10 @@ struct Envelope {
     event_id: Option<String>,
 }
 
-impl<'a> NewEvent<'a> {
+impl NewEvent {
     /// Reads a verified body and its delivery headers. Not JSON, not an object, or an id that
     /// cannot be a key: 400.
-    pub fn parse(body: &'a [u8], headers: &HeaderMap) -> Result<Self, Error> {
+    pub fn parse(body: &[u8], headers: &HeaderMap) -> Result<Self, Error> {
         let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
             Error::BadRequest(match e.classify() {
                 serde_json::error::Category::Data => {
@@ -89,7 +100,7 @@ impl<'a> NewEvent<'a> {
             delivery_id: header("x-fluid-delivery-id"),
             delivery_event,
             delivery_timestamp: header("x-fluid-timestamp"),
-            body,
+            body: body.to_string(),
         })
     }
 }
@@ -113,45 +124,159 @@ impl Stored {
     }
 }
 
-/// Stores the event once, committing before it returns. Gives up with 503 after `timeout`, so
-/// FLUID retries instead of waiting: a retry of an insert that did commit meanwhile is a duplicate.
-pub async fn store(
-    pool: &PgPool,
-    event: &NewEvent<'_>,
+/// A delivery waiting for its batch, and where to send the answer.
+struct Waiting {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Stored, Error>>,
+}
+
+/// The handle requests store their events through.
+#[derive(Clone)]
+pub struct Inbox {
+    queue: mpsc::Sender<Waiting>,
     timeout: Duration,
-) -> Result<Stored, Error> {
-    let insert = sqlx::query(
-        "INSERT INTO webhook_events \
-             (event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload) \
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb) \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&event.event_id)
-    .bind(&event.event_type)
-    .bind(&event.delivery_id)
-    .bind(&event.delivery_event)
-    .bind(&event.delivery_timestamp)
-    .bind(event.body)
-    .execute(pool);
-    let result = tokio::time::timeout(timeout, insert).await.map_err(|_| {
-        Error::Unavailable(anyhow::anyhow!("storing the event took over {timeout:?}"))
-    })?;
-    match result {
-        Ok(done) if done.rows_affected() == 1 => Ok(Stored::New),
-        Ok(_) => Ok(Stored::Duplicate),
-        Err(e) => Err(classify(e)),
+}
+
+impl Inbox {
+    /// Starts `settings.flushers` flusher tasks on `pool`. They stop once every `Inbox` handle is
+    /// dropped and the events already handed over are stored.
+    pub fn start(
+        pool: PgPool,
+        settings: &IngestSettings,
+        timeout: Duration,
+    ) -> (Self, JoinSet<()>) {
+        let (queue, receiver) = mpsc::channel(settings.queue_capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let mut flushers = JoinSet::new();
+        for _ in 0..settings.flushers {
+            flushers.spawn(flush_loop(
+                pool.clone(),
+                receiver.clone(),
+                settings.max_batch,
+            ));
+        }
+        (Self { queue, timeout }, flushers)
+    }
+
+    /// Stores the event once and returns after the commit that holds it. Gives up with 503 after
+    /// the ingest timeout, so FLUID retries instead of waiting; if the event did commit meanwhile,
+    /// the retry is a duplicate.
+    pub async fn store(&self, event: NewEvent) -> Result<Stored, Error> {
+        let (reply, answer) = oneshot::channel();
+        let timeout = self.timeout;
+        let waited = tokio::time::timeout(timeout, async {
+            self.queue
+                .send(Waiting { event, reply })
+                .await
+                .map_err(|_| Error::Unavailable(anyhow::anyhow!("the inbox is shutting down")))?;
+            answer
+                .await
+                .map_err(|_| Error::Internal(anyhow::anyhow!("the inbox dropped a delivery")))?
+        })
+        .await;
+        waited.map_err(|_| {
+            Error::Unavailable(anyhow::anyhow!("storing the event took over {timeout:?}"))
+        })?
     }
 }
 
+/// Takes whatever is waiting (at least one event, at most `max_batch`) and stores it, until the
+/// queue is closed and empty.
+async fn flush_loop(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>, max_batch: usize) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            if receiver.recv_many(&mut batch, max_batch).await == 0 {
+                return;
+            }
+        }
+        // A request that gave up (timed out) no longer needs its event stored now; FLUID retries.
+        batch.retain(|w| !w.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let events: Vec<&NewEvent> = batch.iter().map(|w| &w.event).collect();
+        let answers = match insert_batch(&pool, &events).await {
+            Ok(answers) => answers,
+            // One bad row (data PostgreSQL refuses) must not fail its neighbours: store one by one.
+            Err(e) if is_data_error(&e) && batch.len() > 1 => {
+                let mut answers = Vec::with_capacity(batch.len());
+                for event in &events {
+                    answers.push(
+                        insert_batch(&pool, &[event])
+                            .await
+                            .map(|mut a| a.remove(0))
+                            .map_err(|e| classify(&e)),
+                    );
+                }
+                for (waiting, answer) in batch.into_iter().zip(answers) {
+                    let _ = waiting.reply.send(answer);
+                }
+                continue;
+            }
+            Err(e) => {
+                for waiting in batch {
+                    let _ = waiting.reply.send(Err(classify(&e)));
+                }
+                continue;
+            }
+        };
+        for (waiting, answer) in batch.into_iter().zip(answers) {
+            let _ = waiting.reply.send(Ok(answer));
+        }
+    }
+}
+
+/// Stores the events in one statement (one commit) and says, for each, whether it is new. The
+/// first of several deliveries of one event id in the batch is the new one.
+async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
+    let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO webhook_events \
+             (event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload) \
+         SELECT e.event_id, e.event_type, e.delivery_id, e.delivery_event, e.delivery_timestamp, e.payload::jsonb \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY \
+             AS e(event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, n) \
+         ORDER BY e.n \
+         ON CONFLICT (event_id) DO NOTHING \
+         RETURNING event_id",
+    )
+    .bind(column(|e| Some(&e.event_id)))
+    .bind(column(|e| Some(&e.event_type)))
+    .bind(column(|e| e.delivery_id.as_deref()))
+    .bind(column(|e| e.delivery_event.as_deref()))
+    .bind(column(|e| e.delivery_timestamp.as_deref()))
+    .bind(column(|e| Some(&e.body)))
+    .fetch_all(pool)
+    .await?;
+    let mut new: HashSet<String> = inserted.into_iter().collect();
+    Ok(events
+        .iter()
+        .map(|e| {
+            if new.remove(&e.event_id) {
+                Stored::New
+            } else {
+                Stored::Duplicate
+            }
+        })
+        .collect())
+}
+
+fn is_data_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+}
+
 /// Sorts a database failure into the client's fault (400: PostgreSQL refused the data, e.g. a
-/// `\u0000` escape jsonb cannot hold), unreachable (503, FLUID retries) or a bug (500).
-pub fn classify(error: sqlx::Error) -> Error {
-    match &error {
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+/// `\u0000` escape jsonb cannot hold), unreachable (503, FLUID retries) or a bug (500). Takes a
+/// reference because every request of a failed batch gets its own copy of the answer.
+pub fn classify(error: &sqlx::Error) -> Error {
+    match error {
+        sqlx::Error::Database(db) if is_data_error(error) => {
             Error::BadRequest(format!("payload cannot be stored: {}", db.message()))
         }
-        _ if crate::database::is_unreachable(&error) => Error::Unavailable(error.into()),
-        _ => Error::Internal(error.into()),
+        _ if crate::database::is_unreachable(error) => Error::Unavailable(anyhow::anyhow!("{error}")),
+        _ => Error::Internal(anyhow::anyhow!("{error}")),
     }
 }
 

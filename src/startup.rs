@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 use crate::{
-    config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, secret::Secret,
-    webhooks, worker::Worker,
+    config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
+    secret::Secret, webhooks, worker::Worker,
 };
 
 /// What every handler can reach.
@@ -20,6 +20,8 @@ use crate::{
 pub struct AppState {
     /// The database.
     pub pool: PgPool,
+    /// Where verified deliveries are stored (group commit).
+    pub inbox: Inbox,
     /// FLUID's webhook secret.
     pub secret: Arc<Secret>,
     /// Wakes this process's workers when an event is stored.
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    flushers: JoinSet<()>,
     settings: Settings,
 }
 
@@ -62,16 +65,20 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("listening on {address}"))?;
+        let ingest_timeout = Duration::from_millis(settings.server.ingest_timeout_ms);
+        let (inbox, flushers) = Inbox::start(pool.clone(), &settings.ingest, ingest_timeout);
         let state = AppState {
             pool,
+            inbox,
             secret: Arc::new(settings.secret.clone()),
             wake: Arc::new(Notify::new()),
-            ingest_timeout: Duration::from_millis(settings.server.ingest_timeout_ms),
+            ingest_timeout,
             max_body_bytes: settings.server.max_body_bytes,
         };
         Ok(Self {
             listener,
             state,
+            flushers,
             settings,
         })
     }
@@ -85,21 +92,27 @@ impl Application {
     /// lets in-flight requests and the current batch finish (bounded by
     /// `server.shutdown_timeout_secs`) and returns.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let grace = Duration::from_secs(self.settings.server.shutdown_timeout_secs);
+        let Self {
+            listener,
+            state,
+            mut flushers,
+            settings,
+        } = self;
+        let grace = Duration::from_secs(settings.server.shutdown_timeout_secs);
         let mut workers = JoinSet::new();
-        if self.settings.worker.enabled {
-            for _ in 0..self.settings.worker.concurrency {
+        if settings.worker.enabled {
+            for _ in 0..settings.worker.concurrency {
                 let worker = Worker::new(
-                    self.state.pool.clone(),
-                    self.settings.worker.clone(),
-                    self.state.wake.clone(),
+                    state.pool.clone(),
+                    settings.worker.clone(),
+                    state.wake.clone(),
                 );
                 workers.spawn(worker.run(shutdown.clone()));
             }
         }
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let server =
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
 
         let served = tokio::select! {
@@ -111,17 +124,24 @@ impl Application {
             }
         };
         shutdown.cancel();
-        if tokio::time::timeout(grace, async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!(
-                "the worker did not finish its batch within {grace:?}; it will be retried"
-            );
-        }
+        // The server, and with it every handle to the inbox, is gone: the flushers store what they
+        // were handed and end; the workers end after their current batch.
+        join_within(&mut flushers, grace, "the inbox did not finish storing").await;
+        join_within(
+            &mut workers,
+            grace,
+            "the worker did not finish its batch (it will be retried)",
+        )
+        .await;
         served.context("server task")?.context("serving HTTP")
+    }
+}
+
+/// Waits for every task of `set`, at most `grace`; then logs `late` and leaves them.
+async fn join_within(set: &mut JoinSet<()>, grace: Duration, late: &str) {
+    let all = async { while set.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!("{late} within {grace:?}");
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    inbox::{self, NewEvent, Stored},
+    inbox::{NewEvent, Stored},
     signature,
     startup::AppState,
 };
@@ -41,14 +41,19 @@ async fn receive(
     let event = NewEvent::parse(&body, &headers).inspect_err(|e| {
         tracing::warn!(client = %client.ip(), reason = %e, "webhook rejected: payload");
     })?;
-    let stored = inbox::store(&state.pool, &event, state.ingest_timeout).await?;
+    let (event_id, event_type, delivery_id) = (
+        event.event_id.clone(),
+        event.event_type.clone(),
+        event.delivery_id.clone(),
+    );
+    let stored = state.inbox.store(event).await?;
     if stored == Stored::New {
         state.wake.notify_one();
     }
     tracing::info!(
-        event_id = %event.event_id,
-        event_type = %event.event_type,
-        delivery_id = event.delivery_id.as_deref().unwrap_or(""),
+        event_id = %event_id,
+        event_type = %event_type,
+        delivery_id = delivery_id.as_deref().unwrap_or(""),
         outcome = stored.as_str(),
         ack_ms = started.elapsed().as_secs_f64() * 1000.0,
         "webhook acknowledged"
