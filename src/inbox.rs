@@ -275,7 +275,9 @@ pub fn classify(error: &sqlx::Error) -> Error {
         sqlx::Error::Database(db) if is_data_error(error) => {
             Error::BadRequest(format!("payload cannot be stored: {}", db.message()))
         }
-        _ if crate::database::is_unreachable(error) => Error::Unavailable(anyhow::anyhow!("{error}")),
+        _ if crate::database::is_unreachable(error) => {
+            Error::Unavailable(anyhow::anyhow!("{error}"))
+        }
         _ => Error::Internal(anyhow::anyhow!("{error}")),
     }
 }

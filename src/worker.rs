@@ -1,25 +1,27 @@
 //! The background worker: claims stored events in batches with `FOR UPDATE SKIP LOCKED`, applies
-//! each through the transaction rules and records the outcome, all in one database transaction.
+//! them through the transaction rules and records each outcome, all in one database transaction.
 //!
 //! Claims are row locks, not leases: if this process dies mid-batch its connection drops, the
-//! transaction rolls back and the events are pending again for any replica. An event whose
-//! application fails is retried with exponential backoff, then parked as `failed`.
+//! transaction rolls back and the events are pending again for any replica. A batch is applied
+//! with a few set-based statements; if that fails, its events are applied one by one, each in its
+//! own savepoint, so one bad event is retried with exponential backoff (then parked as `failed`)
+//! without holding back the others.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgPool, postgres::PgListener};
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::WorkerSettings,
     payload::FluidEvent,
-    transactions::{self, ApplyError, EventRef, parse_time, rules::Status},
+    transactions::{self, Prepared, rules::Status},
 };
 
 /// The channel a statement-level trigger on `webhook_events` notifies, so every replica's worker
-/// wakes up when any replica stores an event.
+/// wakes up when any replica stores events.
 pub const CHANNEL: &str = "webhook_events";
 
 /// A claimed row of `webhook_events`.
@@ -40,6 +42,23 @@ struct Finished {
     outcome: Option<&'static str>,
     error: Option<String>,
     retry_in_ms: Option<i64>,
+}
+
+impl Finished {
+    fn new(
+        id: i64,
+        status: &'static str,
+        outcome: Option<&'static str>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            id,
+            status,
+            outcome,
+            error,
+            retry_in_ms: None,
+        }
+    }
 }
 
 /// Applies stored events until told to stop.
@@ -112,6 +131,7 @@ impl Worker {
 
     /// Claims up to `batch_size` due events, applies them and commits; returns how many it claimed.
     pub async fn process_batch(&self) -> Result<usize, sqlx::Error> {
+        let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let claimed: Vec<Claimed> = sqlx::query_as(
             "SELECT id, event_id, event_type, payload::text AS payload, received_at, attempts \
@@ -122,33 +142,56 @@ impl Worker {
         .bind(self.settings.batch_size)
         .fetch_all(&mut *tx)
         .await?;
-        if claimed.is_empty() {
+        let count = claimed.len();
+        if count == 0 {
             return Ok(0);
         }
 
-        // Parse first, then apply grouped by transaction and in event-time order: fewer stale
-        // events, and every worker locks transaction rows in the same order (no deadlocks).
-        let mut work: Vec<(Claimed, Result<FluidEvent, String>)> = claimed
-            .into_iter()
-            .map(|c| {
-                let parsed =
-                    serde_json::from_str::<FluidEvent>(&c.payload).map_err(|e| e.to_string());
-                (c, parsed)
-            })
-            .collect();
-        work.sort_by(|(a, pa), (b, pb)| {
-            let key = |c: &Claimed, p: &Result<FluidEvent, String>| match p {
-                Ok(e) => (e.data.transaction.reference.clone(), event_time(c, e), c.id),
-                Err(_) => (String::new(), c.received_at, c.id),
-            };
-            key(a, pa).cmp(&key(b, pb))
-        });
-
-        let count = work.len();
         let mut finished = Vec::with_capacity(count);
-        for (event, parsed) in work {
-            let started = Instant::now();
-            let done = self.apply_one(&mut tx, &event, parsed).await?;
+        let mut ready: Vec<(Prepared, &Claimed)> = Vec::with_capacity(count);
+        for event in &claimed {
+            let Some(status) = Status::from_event_type(&event.event_type) else {
+                finished.push(Finished::new(event.id, "ignored", None, None));
+                continue;
+            };
+            let prepared = serde_json::from_str::<FluidEvent>(&event.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    Prepared::new(
+                        event.event_id.clone(),
+                        event.event_type.clone(),
+                        status,
+                        event.received_at,
+                        p,
+                    )
+                });
+            match prepared {
+                Ok(p) => ready.push((p, event)),
+                Err(e) => finished.push(Finished::new(
+                    event.id,
+                    "failed",
+                    None,
+                    Some(format!("invalid payload: {e}")),
+                )),
+            }
+        }
+        // Each transaction's events in the order they happened (then arrived): fewer stale
+        // events, and the same order whichever worker holds them.
+        ready.sort_by(|(a, ca), (b, cb)| {
+            (&a.reference, a.at, ca.id).cmp(&(&b.reference, b.at, cb.id))
+        });
+        let (events, claims): (Vec<Prepared>, Vec<&Claimed>) = ready.into_iter().unzip();
+        finished.extend(self.apply_all(&mut tx, &events, &claims).await?);
+
+        record(&mut tx, &finished).await?;
+        tx.commit().await?;
+        let batch_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let now = Utc::now();
+        let by_id: HashMap<i64, &Claimed> = claimed.iter().map(|c| (c.id, c)).collect();
+        for (done, event) in finished
+            .iter()
+            .filter_map(|f| by_id.get(&f.id).map(|c| (f, c)))
+        {
             tracing::info!(
                 event_id = %event.event_id,
                 event_type = %event.event_type,
@@ -156,95 +199,79 @@ impl Worker {
                 outcome = done.outcome.unwrap_or("-"),
                 attempt = event.attempts + 1,
                 error = done.error.as_deref().unwrap_or(""),
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                lag_ms = (now - event.received_at).num_milliseconds(),
+                batch_ms,
                 "event processed"
             );
-            finished.push(done);
         }
-        record(&mut tx, &finished).await?;
-        tx.commit().await?;
         Ok(count)
     }
 
-    /// Applies one event inside a savepoint, so its failure undoes only its own writes.
-    /// Returns `Err` only when the connection itself is gone (the whole batch then rolls back).
-    async fn apply_one(
+    /// Applies the whole batch at once; if the database refuses that, applies the events one by
+    /// one so that only the failing ones are retried. `Err` only when the connection is gone.
+    async fn apply_all(
         &self,
-        tx: &mut sqlx::PgConnection,
-        event: &Claimed,
-        parsed: Result<FluidEvent, String>,
-    ) -> Result<Finished, sqlx::Error> {
-        let finished = |status, outcome, error| Finished {
-            id: event.id,
-            status,
-            outcome,
-            error,
-            retry_in_ms: None,
+        tx: &mut PgConnection,
+        events: &[Prepared],
+        claims: &[&Claimed],
+    ) -> Result<Vec<Finished>, sqlx::Error> {
+        let processed = |claim: &Claimed, decision: transactions::rules::Decision| {
+            Finished::new(claim.id, "processed", Some(decision.outcome()), None)
         };
-        let Some(status) = Status::from_event_type(&event.event_type) else {
-            return Ok(finished("ignored", None, None));
-        };
-        let payload = match parsed {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(finished(
-                    "failed",
-                    None,
-                    Some(format!("invalid payload: {e}")),
-                ));
-            }
-        };
-        let at = event_time(event, &payload);
-        let reference = EventRef {
-            event_id: &event.event_id,
-            event_type: &event.event_type,
-            at,
-        };
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut savepoint = tx.begin().await?;
-        match transactions::apply(&mut savepoint, &reference, status, payload).await {
-            Ok(decision) => {
+        match transactions::apply(&mut savepoint, events).await {
+            Ok(decisions) => {
                 savepoint.commit().await?;
-                Ok(finished("processed", Some(decision.outcome()), None))
+                return Ok(claims
+                    .iter()
+                    .zip(decisions)
+                    .map(|(c, d)| processed(c, d))
+                    .collect());
             }
-            Err(ApplyError::Invalid(msg)) => {
+            Err(e) if !matches!(e, sqlx::Error::Database(_)) => return Err(e),
+            Err(e) => {
                 savepoint.rollback().await?;
-                Ok(finished(
-                    "failed",
-                    None,
-                    Some(format!("invalid payload: {msg}")),
-                ))
+                tracing::debug!(error = %e, "batch refused; applying its events one by one");
             }
-            Err(ApplyError::Database(e)) if !matches!(e, sqlx::Error::Database(_)) => Err(e),
-            Err(ApplyError::Database(e)) => {
-                savepoint.rollback().await?;
-                let attempts = event.attempts + 1;
-                if attempts >= self.settings.max_attempts {
-                    Ok(finished("failed", None, Some(e.to_string())))
-                } else {
-                    Ok(Finished {
-                        retry_in_ms: Some(self.backoff_ms(attempts)),
-                        ..finished("pending", None, Some(e.to_string()))
-                    })
+        }
+        let mut finished = Vec::with_capacity(events.len());
+        for (event, claim) in events.iter().zip(claims) {
+            let mut savepoint = tx.begin().await?;
+            match transactions::apply(&mut savepoint, std::slice::from_ref(event)).await {
+                Ok(decisions) => {
+                    savepoint.commit().await?;
+                    finished.extend(decisions.into_iter().map(|d| processed(claim, d)));
+                }
+                Err(e) if !matches!(e, sqlx::Error::Database(_)) => return Err(e),
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    finished.push(self.failed_attempt(claim, e.to_string()));
                 }
             }
         }
+        Ok(finished)
     }
 
-    /// `retry_base_ms * 2^(attempts-1)`, at most `retry_max_ms`.
-    fn backoff_ms(&self, attempts: i32) -> i64 {
+    /// A failed attempt: retried after a backoff, or parked as `failed` after `max_attempts`.
+    fn failed_attempt(&self, claim: &Claimed, error: String) -> Finished {
+        let attempts = claim.attempts + 1;
+        if attempts >= self.settings.max_attempts {
+            return Finished::new(claim.id, "failed", None, Some(error));
+        }
         let exp = (attempts - 1).clamp(0, 30) as u32;
         let delay = self
             .settings
             .retry_base_ms
             .saturating_mul(1u64 << exp)
             .min(self.settings.retry_max_ms);
-        i64::try_from(delay).unwrap_or(i64::MAX)
+        Finished {
+            retry_in_ms: Some(i64::try_from(delay).unwrap_or(i64::MAX)),
+            ..Finished::new(claim.id, "pending", None, Some(error))
+        }
     }
-}
-
-/// When the event happened: its own timestamp, or its arrival when it has none or an unreadable one.
-fn event_time(claimed: &Claimed, event: &FluidEvent) -> DateTime<Utc> {
-    parse_time(event.timestamp.as_deref()).unwrap_or(claimed.received_at)
 }
 
 async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
@@ -255,7 +282,7 @@ async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
 }
 
 /// Writes every event's outcome in one statement.
-async fn record(tx: &mut sqlx::PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
+async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = finished.iter().map(|f| f.id).collect();
     let statuses: Vec<&str> = finished.iter().map(|f| f.status).collect();
     let outcomes: Vec<Option<&str>> = finished.iter().map(|f| f.outcome).collect();

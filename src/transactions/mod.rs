@@ -1,29 +1,24 @@
 //! The `transactions` table: one row per FLUID transaction, moved by events through [`rules`].
-//! [`apply`] runs inside the worker's database transaction and holds the row lock while it
-//! decides, so two workers or replicas applying events of one transaction take turns.
+//!
+//! [`apply`] takes a batch of events and settles it in a few statements inside the worker's
+//! database transaction: it locks every transaction the batch touches (advisory locks keyed by
+//! reference, so also transactions not created yet), reads their state, runs the rules over the
+//! events in time order in memory, then writes all new rows with one `INSERT` and all changed rows
+//! with one conditional `UPDATE`. Two workers or replicas touching the same transaction take turns.
 
 pub mod rules;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, postgres::PgArguments, query::Query};
+use sqlx::PgConnection;
 
 use crate::payload::{FluidEvent, decimal_text};
 use rules::{Current, Decision, Incoming, Status};
 
-/// Why an event could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// The payload cannot ever be applied (missing reference, amount not a number): no retry.
-    #[error("invalid payload: {0}")]
-    Invalid(String),
-    /// The database refused or failed; worth a retry later.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-/// The columns an event writes, read from its payload.
-struct Fields {
-    reference: String,
+/// The details of a transaction an event carries; `None` leaves the stored value.
+#[derive(Debug, Clone, Default)]
+struct Details {
     fluid_id: Option<String>,
     fluid_uuid: Option<String>,
     partner_reference: Option<String>,
@@ -38,37 +33,89 @@ struct Fields {
     completed_at: Option<DateTime<Utc>>,
 }
 
-impl Fields {
-    fn from_event(event: FluidEvent) -> Result<Self, ApplyError> {
+impl Details {
+    /// Takes every detail the newer event carries, as applying the two events one after the
+    /// other would.
+    fn merge(&mut self, newer: &Details) {
+        fn take<T: Clone>(slot: &mut Option<T>, newer: &Option<T>) {
+            if newer.is_some() {
+                slot.clone_from(newer);
+            }
+        }
+        take(&mut self.fluid_id, &newer.fluid_id);
+        take(&mut self.fluid_uuid, &newer.fluid_uuid);
+        take(&mut self.partner_reference, &newer.partner_reference);
+        take(&mut self.amount, &newer.amount);
+        take(&mut self.currency, &newer.currency);
+        take(&mut self.fee, &newer.fee);
+        take(&mut self.narration, &newer.narration);
+        take(&mut self.approval_method, &newer.approval_method);
+        take(&mut self.error_details, &newer.error_details);
+        take(&mut self.fluid_created_at, &newer.fluid_created_at);
+        take(&mut self.processed_at, &newer.processed_at);
+        take(&mut self.completed_at, &newer.completed_at);
+    }
+}
+
+/// A transaction event, read from its payload and ready to apply.
+#[derive(Debug)]
+pub struct Prepared {
+    /// FLUID's reference of the transaction.
+    pub reference: String,
+    /// `webhook_events.event_id`.
+    pub event_id: String,
+    /// `webhook_events.event_type`.
+    pub event_type: String,
+    /// The status the event sets.
+    pub status: Status,
+    /// When the event happened: its `timestamp`, or its arrival when it has no readable one.
+    pub at: DateTime<Utc>,
+    details: Details,
+}
+
+impl Prepared {
+    /// Reads what the event says about its transaction. An `Err` is a payload that can never be
+    /// applied (no reference, an amount that is not a number).
+    pub fn new(
+        event_id: String,
+        event_type: String,
+        status: Status,
+        received_at: DateTime<Utc>,
+        event: FluidEvent,
+    ) -> Result<Self, String> {
         let tx = event.data.transaction;
         if tx.reference.trim().is_empty() {
-            return Err(ApplyError::Invalid(
-                "data.transaction.reference is empty".into(),
-            ));
+            return Err("data.transaction.reference is empty".into());
         }
         let decimal = |raw: Option<Box<serde_json::value::RawValue>>, name: &str| {
             raw.filter(|r| r.get() != "null")
-                .map(|r| decimal_text(&r).map_err(|e| ApplyError::Invalid(format!("{name}: {e}"))))
+                .map(|r| decimal_text(&r).map_err(|e| format!("{name}: {e}")))
                 .transpose()
         };
         Ok(Self {
-            amount: decimal(tx.amount, "data.transaction.amount")?,
-            fee: decimal(tx.fee, "data.transaction.fee")?,
+            at: parse_time(event.timestamp.as_deref()).unwrap_or(received_at),
+            details: Details {
+                amount: decimal(tx.amount, "data.transaction.amount")?,
+                fee: decimal(tx.fee, "data.transaction.fee")?,
+                fluid_id: tx.id,
+                fluid_uuid: tx.uuid,
+                partner_reference: tx.partner_reference,
+                currency: tx.currency,
+                narration: tx.narration,
+                approval_method: tx.approval_method,
+                error_details: event
+                    .data
+                    .error_details
+                    .map(|r| r.get().to_string())
+                    .filter(|t| t != "null"),
+                fluid_created_at: parse_time(tx.created_at.as_deref()),
+                processed_at: parse_time(tx.processed_at.as_deref()),
+                completed_at: parse_time(tx.completed_at.as_deref()),
+            },
             reference: tx.reference,
-            fluid_id: tx.id,
-            fluid_uuid: tx.uuid,
-            partner_reference: tx.partner_reference,
-            currency: tx.currency,
-            narration: tx.narration,
-            approval_method: tx.approval_method,
-            error_details: event
-                .data
-                .error_details
-                .map(|r| r.get().to_string())
-                .filter(|t| t != "null"),
-            fluid_created_at: parse_time(tx.created_at.as_deref()),
-            processed_at: parse_time(tx.processed_at.as_deref()),
-            completed_at: parse_time(tx.completed_at.as_deref()),
+            event_id,
+            event_type,
+            status,
         })
     }
 }
@@ -79,158 +126,256 @@ pub fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The event being applied, as the worker read it from the inbox.
-#[derive(Debug)]
-pub struct EventRef<'a> {
-    /// `webhook_events.event_id`.
-    pub event_id: &'a str,
-    /// `webhook_events.event_type`.
-    pub event_type: &'a str,
-    /// When the event happened: its `timestamp`, or when it was received if it has none.
-    pub at: DateTime<Utc>,
+/// What the batch does to one transaction row.
+struct Plan<'a> {
+    reference: &'a str,
+    /// The row as read under the lock; `None`: it does not exist yet.
+    seen: Option<Current>,
+    /// The row after the events applied so far.
+    now: Option<Current>,
+    details: Details,
+    last_event: Option<&'a Prepared>,
 }
 
-/// Applies one transaction event inside the caller's database transaction and says what the
-/// rules decided. `status` is the status the event sets.
+/// Applies `events` in the caller's database transaction and returns the rules' decision for each,
+/// in order. Events of one transaction must be in time order (the worker sorts the batch by
+/// reference, time and arrival). An `Err` leaves the caller's transaction to be rolled back.
 pub async fn apply(
     conn: &mut PgConnection,
-    event: &EventRef<'_>,
-    status: Status,
-    payload: FluidEvent,
-) -> Result<Decision, ApplyError> {
-    let fields = Fields::from_event(payload)?;
-    let incoming = Incoming {
-        status,
-        at: event.at,
-    };
-    // Two tries: if the row does not exist yet and another worker creates it between our SELECT
-    // and our INSERT, the INSERT does nothing and the second round locks the new row.
-    for _ in 0..2 {
-        let current = lock(conn, &fields.reference).await?;
-        let decision = rules::decide(current, incoming);
-        match decision {
-            Decision::Create => {
-                if insert(conn, &fields, event, status).await? {
-                    return Ok(decision);
-                }
-            }
-            Decision::Move => {
-                let Some(current) = current else {
-                    unreachable!("Move needs a stored transaction")
-                };
-                update(conn, &fields, event, status, current).await?;
-                return Ok(decision);
-            }
-            Decision::Unchanged | Decision::Stale | Decision::Refused => return Ok(decision),
-        }
-    }
-    Err(ApplyError::Invalid(format!(
-        "transaction {} was created and locked concurrently twice",
-        fields.reference
-    )))
-}
-
-/// Reads and locks the transaction row until the caller's transaction ends.
-async fn lock(conn: &mut PgConnection, reference: &str) -> Result<Option<Current>, ApplyError> {
-    let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT status, last_event_at FROM transactions WHERE reference = $1 FOR UPDATE",
+    events: &[Prepared],
+) -> Result<Vec<Decision>, sqlx::Error> {
+    let mut references: Vec<&str> = events.iter().map(|e| e.reference.as_str()).collect();
+    references.sort_unstable();
+    references.dedup();
+    // Locks are taken in key order, so workers holding several never wait on each other in a cycle.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) \
+         FROM (SELECT DISTINCT hashtextextended(r, 0) AS k FROM unnest($1::text[]) AS r) AS keys ORDER BY k",
     )
-    .bind(reference)
-    .fetch_optional(&mut *conn)
+    .bind(&references)
+    .execute(&mut *conn)
     .await?;
-    row.map(|(status, last_event_at)| {
-        let status = Status::parse(&status)
-            .ok_or_else(|| ApplyError::Invalid(format!("stored status `{status}` is unknown")))?;
-        Ok(Current {
+    let stored: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT reference, status, last_event_at FROM transactions WHERE reference = ANY($1) FOR UPDATE",
+    )
+    .bind(&references)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut plans: BTreeMap<&str, Plan<'_>> = BTreeMap::new();
+    for (reference, status, last_event_at) in &stored {
+        let status = Status::parse(status)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("stored status `{status}` is unknown")))?;
+        let seen = Some(Current {
             status,
-            last_event_at,
-        })
-    })
-    .transpose()
+            last_event_at: *last_event_at,
+        });
+        // The plan borrows the reference from the events, like every other plan.
+        let Ok(i) = references.binary_search(&reference.as_str()) else {
+            continue;
+        };
+        let reference = references[i];
+        plans.insert(
+            reference,
+            Plan {
+                reference,
+                seen,
+                now: seen,
+                details: Details::default(),
+                last_event: None,
+            },
+        );
+    }
+    let mut decisions = Vec::with_capacity(events.len());
+    for event in events {
+        let plan = plans
+            .entry(event.reference.as_str())
+            .or_insert_with(|| Plan {
+                reference: event.reference.as_str(),
+                seen: None,
+                now: None,
+                details: Details::default(),
+                last_event: None,
+            });
+        let decision = rules::decide(
+            plan.now,
+            Incoming {
+                status: event.status,
+                at: event.at,
+            },
+        );
+        if decision.changes_status() {
+            plan.now = Some(Current {
+                status: event.status,
+                last_event_at: event.at,
+            });
+            plan.details.merge(&event.details);
+            plan.last_event = Some(event);
+        }
+        decisions.push(decision);
+    }
+
+    let (created, moved): (Vec<&Plan<'_>>, Vec<&Plan<'_>>) = plans
+        .values()
+        .filter(|p| p.last_event.is_some())
+        .partition(|p| p.seen.is_none());
+    if !created.is_empty() {
+        insert(conn, &created).await?;
+    }
+    if !moved.is_empty() {
+        update(conn, &moved).await?;
+    }
+    Ok(decisions)
 }
 
-/// Binds the columns both writes set, as `$1` to `$17`.
-fn bind_row<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    f: &'q Fields,
-    event: &'q EventRef<'_>,
-    status: Status,
-) -> Query<'q, Postgres, PgArguments> {
-    query
-        .bind(&f.reference)
-        .bind(status.as_str())
-        .bind(&f.fluid_id)
-        .bind(&f.fluid_uuid)
-        .bind(&f.partner_reference)
-        .bind(&f.amount)
-        .bind(&f.currency)
-        .bind(&f.fee)
-        .bind(&f.narration)
-        .bind(&f.approval_method)
-        .bind(&f.error_details)
-        .bind(f.fluid_created_at)
-        .bind(f.processed_at)
-        .bind(f.completed_at)
-        .bind(event.event_id)
-        .bind(event.event_type)
-        .bind(event.at)
+/// The rows to write, column by column, for `unnest`.
+#[derive(Default)]
+struct Columns<'a> {
+    reference: Vec<&'a str>,
+    status: Vec<&'static str>,
+    fluid_id: Vec<Option<&'a str>>,
+    fluid_uuid: Vec<Option<&'a str>>,
+    partner_reference: Vec<Option<&'a str>>,
+    amount: Vec<Option<&'a str>>,
+    currency: Vec<Option<&'a str>>,
+    fee: Vec<Option<&'a str>>,
+    narration: Vec<Option<&'a str>>,
+    approval_method: Vec<Option<&'a str>>,
+    error_details: Vec<Option<&'a str>>,
+    fluid_created_at: Vec<Option<DateTime<Utc>>>,
+    processed_at: Vec<Option<DateTime<Utc>>>,
+    completed_at: Vec<Option<DateTime<Utc>>>,
+    last_event_id: Vec<&'a str>,
+    last_event_type: Vec<&'a str>,
+    last_event_at: Vec<DateTime<Utc>>,
 }
 
-/// Creates the transaction; `false` when another worker created it first.
-async fn insert(
-    conn: &mut PgConnection,
-    f: &Fields,
-    event: &EventRef<'_>,
-    status: Status,
-) -> Result<bool, ApplyError> {
-    let query = sqlx::query(
-        "INSERT INTO transactions (reference, status, fluid_id, fluid_uuid, partner_reference, \
-             amount, currency, fee, narration, approval_method, error_details, \
-             fluid_created_at, processed_at, completed_at, last_event_id, last_event_type, last_event_at) \
-         VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8::numeric, $9, $10, $11::jsonb, \
-             $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (reference) DO NOTHING",
+impl<'a> Columns<'a> {
+    fn of(plans: &[&'a Plan<'a>]) -> Self {
+        let mut c = Self::default();
+        for plan in plans {
+            let (Some(event), Some(now)) = (plan.last_event, plan.now) else {
+                continue;
+            };
+            let d = &plan.details;
+            c.reference.push(plan.reference);
+            c.status.push(now.status.as_str());
+            c.fluid_id.push(d.fluid_id.as_deref());
+            c.fluid_uuid.push(d.fluid_uuid.as_deref());
+            c.partner_reference.push(d.partner_reference.as_deref());
+            c.amount.push(d.amount.as_deref());
+            c.currency.push(d.currency.as_deref());
+            c.fee.push(d.fee.as_deref());
+            c.narration.push(d.narration.as_deref());
+            c.approval_method.push(d.approval_method.as_deref());
+            c.error_details.push(d.error_details.as_deref());
+            c.fluid_created_at.push(d.fluid_created_at);
+            c.processed_at.push(d.processed_at);
+            c.completed_at.push(d.completed_at);
+            c.last_event_id.push(&event.event_id);
+            c.last_event_type.push(&event.event_type);
+            c.last_event_at.push(now.last_event_at);
+        }
+        c
+    }
+
+    /// Binds the columns as `$1` to `$17`, in the order of `ROWS` below.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.reference)
+            .bind(&self.status)
+            .bind(&self.fluid_id)
+            .bind(&self.fluid_uuid)
+            .bind(&self.partner_reference)
+            .bind(&self.amount)
+            .bind(&self.currency)
+            .bind(&self.fee)
+            .bind(&self.narration)
+            .bind(&self.approval_method)
+            .bind(&self.error_details)
+            .bind(&self.fluid_created_at)
+            .bind(&self.processed_at)
+            .bind(&self.completed_at)
+            .bind(&self.last_event_id)
+            .bind(&self.last_event_type)
+            .bind(&self.last_event_at)
+    }
+}
+
+/// `$1` to `$17` as a table `r`.
+const ROWS: &str = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
+     $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[], $17::timestamptz[]";
+const ROW_NAMES: &str = "r(reference, status, fluid_id, fluid_uuid, partner_reference, amount, currency, fee, \
+     narration, approval_method, error_details, fluid_created_at, processed_at, completed_at, \
+     last_event_id, last_event_type, last_event_at";
+
+/// Creates the transactions first seen in this batch. The advisory locks make a concurrent
+/// creation impossible; should a row appear anyway, the unique key refuses it and the batch fails.
+async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
+    let columns = Columns::of(plans);
+    let sql = format!(
+        "INSERT INTO transactions (reference, status, fluid_id, fluid_uuid, partner_reference, amount, \
+             currency, fee, narration, approval_method, error_details, fluid_created_at, processed_at, \
+             completed_at, last_event_id, last_event_type, last_event_at) \
+         SELECT r.reference, r.status, r.fluid_id, r.fluid_uuid, r.partner_reference, r.amount::numeric, \
+             r.currency, r.fee::numeric, r.narration, r.approval_method, r.error_details::jsonb, \
+             r.fluid_created_at, r.processed_at, r.completed_at, r.last_event_id, r.last_event_type, \
+             r.last_event_at \
+         FROM {ROWS}) AS {ROW_NAMES})"
     );
-    let done = bind_row(query, f, event, status)
+    columns
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
         .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
-/// Moves the locked transaction. The `WHERE` repeats what `decide` saw, so a row that changed
-/// under us (impossible while we hold the lock, but cheap to check) is not overwritten. Details
-/// an event leaves out keep their stored value.
-async fn update(
-    conn: &mut PgConnection,
-    f: &Fields,
-    event: &EventRef<'_>,
-    status: Status,
-    seen: Current,
-) -> Result<(), ApplyError> {
-    let query = sqlx::query(
-        "UPDATE transactions SET status = $2, \
-             fluid_id = COALESCE($3, fluid_id), fluid_uuid = COALESCE($4, fluid_uuid), \
-             partner_reference = COALESCE($5, partner_reference), \
-             amount = COALESCE($6::numeric, amount), currency = COALESCE($7, currency), \
-             fee = COALESCE($8::numeric, fee), narration = COALESCE($9, narration), \
-             approval_method = COALESCE($10, approval_method), \
-             error_details = COALESCE($11::jsonb, error_details), \
-             fluid_created_at = COALESCE($12, fluid_created_at), \
-             processed_at = COALESCE($13, processed_at), completed_at = COALESCE($14, completed_at), \
-             last_event_id = $15, last_event_type = $16, last_event_at = $17, updated_at = now() \
-         WHERE reference = $1 AND status = $18 AND last_event_at = $19",
+/// Moves the locked transactions. The `WHERE` repeats what the rules saw, so a row changed under
+/// us (impossible while we hold the locks, but cheap to check) is not overwritten. Details an
+/// event leaves out keep their stored value.
+async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
+    let columns = Columns::of(plans);
+    let seen_status: Vec<&str> = plans
+        .iter()
+        .filter_map(|p| p.seen)
+        .map(|s| s.status.as_str())
+        .collect();
+    let seen_at: Vec<DateTime<Utc>> = plans
+        .iter()
+        .filter_map(|p| p.seen)
+        .map(|s| s.last_event_at)
+        .collect();
+    let sql = format!(
+        "UPDATE transactions AS t SET status = r.status, \
+             fluid_id = COALESCE(r.fluid_id, t.fluid_id), fluid_uuid = COALESCE(r.fluid_uuid, t.fluid_uuid), \
+             partner_reference = COALESCE(r.partner_reference, t.partner_reference), \
+             amount = COALESCE(r.amount::numeric, t.amount), currency = COALESCE(r.currency, t.currency), \
+             fee = COALESCE(r.fee::numeric, t.fee), narration = COALESCE(r.narration, t.narration), \
+             approval_method = COALESCE(r.approval_method, t.approval_method), \
+             error_details = COALESCE(r.error_details::jsonb, t.error_details), \
+             fluid_created_at = COALESCE(r.fluid_created_at, t.fluid_created_at), \
+             processed_at = COALESCE(r.processed_at, t.processed_at), \
+             completed_at = COALESCE(r.completed_at, t.completed_at), \
+             last_event_id = r.last_event_id, last_event_type = r.last_event_type, \
+             last_event_at = r.last_event_at, updated_at = now() \
+         FROM {ROWS}, $18::text[], $19::timestamptz[]) AS {ROW_NAMES}, seen_status, seen_at) \
+         WHERE t.reference = r.reference AND t.status = r.seen_status AND t.last_event_at = r.seen_at"
     );
-    let done = bind_row(query, f, event, status)
-        .bind(seen.status.as_str())
-        .bind(seen.last_event_at)
+    let done = columns
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+        .bind(&seen_status)
+        .bind(&seen_at)
         .execute(&mut *conn)
         .await?;
-    if done.rows_affected() == 1 {
+    if done.rows_affected() == plans.len() as u64 {
         Ok(())
     } else {
-        Err(ApplyError::Database(sqlx::Error::Protocol(format!(
-            "transaction {} changed while locked",
-            f.reference
-        ))))
+        Err(sqlx::Error::Protocol(
+            "a locked transaction changed under the worker".into(),
+        ))
     }
 }
