@@ -28,6 +28,9 @@ pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool>
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // No ping before each use: a connection broken by a database restart fails its one batch
+        // (503, FLUID retries) and is replaced; the ping would cost a round trip per batch.
+        .test_before_acquire(false)
         .connect_lazy_with(options))
 }
 

@@ -125,6 +125,22 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// Restarts the server on the same port (fast shutdown: open sessions are ended). For tests
+    /// of how clients live through a database restart.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        let data_dir = self.data_dir.display().to_string();
+        let log = self.data_dir.join("server.log").display().to_string();
+        let options = format!("-p {}", self.port);
+        self.run(
+            "pg_ctl",
+            &[
+                "restart", "-D", &data_dir, "-l", &log, "-m", "fast", "-w", "-t", "60", "-o",
+                &options,
+            ],
+        )
+        .await
+    }
+
     fn password_file(&self) -> PathBuf {
         let mut name = self.data_dir.file_name().unwrap_or_default().to_os_string();
         name.push(".password");

@@ -8,7 +8,7 @@ use axum::{Router, extract::DefaultBodyLimit};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
@@ -46,7 +46,6 @@ pub fn router(state: AppState) -> Router {
                 "handler panicked"
             )))
         }))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 

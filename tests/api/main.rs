@@ -7,4 +7,5 @@ mod helpers;
 mod outage;
 mod processes;
 mod processing;
+mod under_load;
 mod webhooks;

@@ -36,16 +36,16 @@ pub fn command(vars: &[(&str, &str)]) -> Command {
 }
 
 /// A running `fluid-webhooks serve`.
-struct Service {
-    child: Child,
-    address: String,
+pub struct Service {
+    pub child: Child,
+    pub address: String,
     logs: Arc<Mutex<String>>,
     client: reqwest::Client,
 }
 
 impl Service {
     /// Starts the service and waits for its "listening" line (JSON logs) to learn its port.
-    async fn start(vars: &[(&str, &str)], cwd: Option<&Path>) -> Self {
+    pub async fn start(vars: &[(&str, &str)], cwd: Option<&Path>) -> Self {
         let mut all = vec![
             ("FLUID_WEBHOOK_SECRET", SECRET),
             ("PORT", "0"),
@@ -114,7 +114,7 @@ impl Service {
     }
 
     /// Sends SIGTERM and returns the exit code.
-    async fn terminate(mut self) -> (Option<i32>, String) {
+    pub async fn terminate(mut self) -> (Option<i32>, String) {
         let pid = Pid::from_raw(self.child.id().expect("running") as i32);
         kill(pid, Signal::SIGTERM).expect("SIGTERM");
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
