@@ -37,7 +37,8 @@ struct Claimed {
 
 /// How one event ended in this batch, written back in one statement.
 struct Finished {
-    id: i64,
+    /// The event's key (`event_id` is the primary key of `webhook_events`).
+    event_id: String,
     status: &'static str,
     outcome: Option<&'static str>,
     error: Option<String>,
@@ -46,13 +47,13 @@ struct Finished {
 
 impl Finished {
     fn new(
-        id: i64,
+        event: &Claimed,
         status: &'static str,
         outcome: Option<&'static str>,
         error: Option<String>,
     ) -> Self {
         Self {
-            id,
+            event_id: event.event_id.clone(),
             status,
             outcome,
             error,
@@ -151,7 +152,7 @@ impl Worker {
         let mut ready: Vec<(Prepared, &Claimed)> = Vec::with_capacity(count);
         for event in &claimed {
             let Some(status) = Status::from_event_type(&event.event_type) else {
-                finished.push(Finished::new(event.id, "ignored", None, None));
+                finished.push(Finished::new(event, "ignored", None, None));
                 continue;
             };
             let prepared = serde_json::from_str::<FluidEvent>(&event.payload)
@@ -168,7 +169,7 @@ impl Worker {
             match prepared {
                 Ok(p) => ready.push((p, event)),
                 Err(e) => finished.push(Finished::new(
-                    event.id,
+                    event,
                     "failed",
                     None,
                     Some(format!("invalid payload: {e}")),
@@ -187,10 +188,10 @@ impl Worker {
         tx.commit().await?;
         let batch_ms = started.elapsed().as_secs_f64() * 1000.0;
         let now = Utc::now();
-        let by_id: HashMap<i64, &Claimed> = claimed.iter().map(|c| (c.id, c)).collect();
+        let by_id: HashMap<&str, &Claimed> = claimed.iter().map(|c| (c.event_id.as_str(), c)).collect();
         for (done, event) in finished
             .iter()
-            .filter_map(|f| by_id.get(&f.id).map(|c| (f, c)))
+            .filter_map(|f| by_id.get(f.event_id.as_str()).map(|c| (f, c)))
         {
             tracing::info!(
                 event_id = %event.event_id,
@@ -216,7 +217,7 @@ impl Worker {
         claims: &[&Claimed],
     ) -> Result<Vec<Finished>, sqlx::Error> {
         let processed = |claim: &Claimed, decision: transactions::rules::Decision| {
-            Finished::new(claim.id, "processed", Some(decision.outcome()), None)
+            Finished::new(claim, "processed", Some(decision.outcome()), None)
         };
         if events.is_empty() {
             return Ok(Vec::new());
@@ -259,7 +260,7 @@ impl Worker {
     fn failed_attempt(&self, claim: &Claimed, error: String) -> Finished {
         let attempts = claim.attempts + 1;
         if attempts >= self.settings.max_attempts {
-            return Finished::new(claim.id, "failed", None, Some(error));
+            return Finished::new(claim, "failed", None, Some(error));
         }
         let exp = (attempts - 1).clamp(0, 30) as u32;
         let delay = self
@@ -269,7 +270,7 @@ impl Worker {
             .min(self.settings.retry_max_ms);
         Finished {
             retry_in_ms: Some(i64::try_from(delay).unwrap_or(i64::MAX)),
-            ..Finished::new(claim.id, "pending", None, Some(error))
+            ..Finished::new(claim, "pending", None, Some(error))
         }
     }
 }
@@ -283,7 +284,7 @@ async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
 
 /// Writes every event's outcome in one statement.
 async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
-    let ids: Vec<i64> = finished.iter().map(|f| f.id).collect();
+    let ids: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
     let statuses: Vec<&str> = finished.iter().map(|f| f.status).collect();
     let outcomes: Vec<Option<&str>> = finished.iter().map(|f| f.outcome).collect();
     let errors: Vec<Option<&str>> = finished.iter().map(|f| f.error.as_deref()).collect();
@@ -295,9 +296,9 @@ async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx
              next_attempt_at = CASE WHEN f.retry_in_ms IS NULL THEN e.next_attempt_at \
                                     ELSE now() + f.retry_in_ms * interval '1 millisecond' END, \
              processed_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END \
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-             AS f(id, status, outcome, error, retry_in_ms) \
-         WHERE e.id = f.id",
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+             AS f(event_id, status, outcome, error, retry_in_ms) \
+         WHERE e.event_id = f.event_id",
     )
     .bind(&ids)
     .bind(&statuses)
