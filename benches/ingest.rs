@@ -40,6 +40,7 @@ struct Options {
     soak_secs: u64,
     log: String,
     ingest_only: bool,
+    explain_at: usize,
 }
 
 fn options() -> Options {
@@ -52,6 +53,7 @@ fn options() -> Options {
         soak_secs: 0,
         log: "warn".into(),
         ingest_only: false,
+        explain_at: 0,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -70,6 +72,7 @@ fn options() -> Options {
             "--duplicates" => o.duplicates = parse(&value),
             "--bad-signatures" => o.bad_signatures = parse(&value),
             "--soak-secs" => o.soak_secs = parse(&value) as u64,
+            "--explain-at" => o.explain_at = parse(&value) as usize,
             "--log" => o.log = value,
             "--ingest-only" => {
                 o.ingest_only = true;
@@ -573,6 +576,112 @@ async fn soak(pg: &EmbeddedPostgres, o: &Options) {
     }
 }
 
+/// Fills a database with `rows` stored events (and half as many transactions), then shows how
+/// PostgreSQL runs the hot queries against it: each in a transaction that is rolled back.
+async fn explain(pg: &EmbeddedPostgres, rows: usize) {
+    let url = create_database(pg, "explain").await;
+    let pool = PgPool::connect(&url).await.expect("pool");
+    fluid_webhooks::database::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrations");
+    let started = Instant::now();
+    let chunk = 1_000_000.min(rows);
+    for start in (0..rows).step_by(chunk) {
+        sqlx::query(
+            "INSERT INTO webhook_events (event_id, event_type, payload, status, outcome, attempts, processed_at) \
+             SELECT 'evt_fill_' || g, 'transaction.completed', \
+                 jsonb_build_object('event', 'transaction.completed', 'event_id', 'evt_fill_' || g, \
+                     'timestamp', '2026-01-28T10:30:00Z', 'data', jsonb_build_object('transaction', \
+                     jsonb_build_object('reference', 'FLU-FILL-' || (g / 2), 'partner_reference', 'order_' || (g / 2), \
+                     'status', 'completed', 'amount', 100.00, 'currency', 'GHS', 'fee', 1.50))), \
+                 'processed', 'applied', 1, now() \
+             FROM generate_series($1::bigint, $2::bigint) AS g",
+        )
+        .bind(start as i64)
+        .bind((start + chunk - 1) as i64)
+        .execute(&pool)
+        .await
+        .expect("fill events");
+        eprintln!(
+            "  {} events stored ({:.0} s)",
+            start + chunk,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    sqlx::query(
+        "INSERT INTO transactions (reference, partner_reference, status, amount, currency, last_event_id, last_event_type, last_event_at) \
+         SELECT 'FLU-FILL-' || g, 'order_' || g, 'completed', 100.00, 'GHS', 'evt_fill_' || (2 * g), 'transaction.completed', now() \
+         FROM generate_series(0, $1::bigint) AS g",
+    )
+    .bind((rows / 2) as i64)
+    .execute(&pool)
+    .await
+    .expect("fill transactions");
+    for table in ["webhook_events", "transactions"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
+            .execute(&pool)
+            .await
+            .expect("analyze");
+    }
+    let size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_total_relation_size('webhook_events'))")
+            .fetch_one(&pool)
+            .await
+            .expect("size");
+    println!(
+        "{rows} stored events ({size} with indexes), {} transactions, filled in {:.0} s\n",
+        rows / 2 + 1,
+        started.elapsed().as_secs_f64()
+    );
+
+    let new_ids: Vec<String> = (0..64).map(|i| format!("evt_new_{i}")).collect();
+    let old_ids: Vec<String> = (0..64).map(|i| format!("evt_fill_{}", i * 7919)).collect();
+    let refs: Vec<String> = (0..100).map(|i| format!("FLU-FILL-{}", i * 4999)).collect();
+    let payload = r#"{"event":"transaction.completed","event_id":"x","data":{"transaction":{"reference":"FLU-NEW"}}}"#;
+    let ingest = "INSERT INTO webhook_events (event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload) \
+         SELECT e.event_id, 'transaction.completed', NULL, NULL, NULL, $2::jsonb FROM unnest($1::text[]) WITH ORDINALITY AS e(event_id, n) \
+         ORDER BY e.n ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+    let cases: [(&str, String, Vec<String>); 5] = [
+        ("ingest: 64 new events in one statement", ingest.to_string(), new_ids.clone()),
+        ("ingest: 64 redeliveries (duplicates)", ingest.to_string(), old_ids.clone()),
+        (
+            "worker: claim a batch",
+            "SELECT event_id, event_type, payload::text, received_at, attempts FROM webhook_events \
+             WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"
+                .to_string(),
+            vec![],
+        ),
+        (
+            "worker: lock and read 100 transactions",
+            "SELECT reference, status, last_event_at FROM transactions WHERE reference = ANY($1) FOR UPDATE".to_string(),
+            refs.clone(),
+        ),
+        (
+            "worker: record 64 outcomes",
+            "UPDATE webhook_events AS e SET status = 'processed', attempts = e.attempts + 1 \
+             FROM unnest($1::text[]) AS f(event_id) WHERE e.event_id = f.event_id"
+                .to_string(),
+            old_ids.clone(),
+        ),
+    ];
+    for (title, sql, ids) in cases {
+        let mut tx = pool.begin().await.expect("begin");
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}");
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(explain));
+        if !ids.is_empty() {
+            query = query.bind(ids);
+        }
+        if sql.contains("$2") {
+            query = query.bind(payload);
+        }
+        let plan = query.fetch_all(&mut *tx).await.expect("explain");
+        tx.rollback().await.expect("rollback");
+        println!("-- {title}\n{}\n", plan.join("\n"));
+    }
+    pool.close().await;
+}
+
 fn main() {
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -590,6 +699,11 @@ fn main() {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default()
         );
+        if o.explain_at > 0 {
+            explain(&pg, o.explain_at).await;
+            pg.stop().await.expect("stop");
+            return;
+        }
         if o.soak_secs > 0 {
             soak(&pg, &o).await;
             pg.stop().await.expect("stop");

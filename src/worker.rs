@@ -188,7 +188,8 @@ impl Worker {
         tx.commit().await?;
         let batch_ms = started.elapsed().as_secs_f64() * 1000.0;
         let now = Utc::now();
-        let by_id: HashMap<&str, &Claimed> = claimed.iter().map(|c| (c.event_id.as_str(), c)).collect();
+        let by_id: HashMap<&str, &Claimed> =
+            claimed.iter().map(|c| (c.event_id.as_str(), c)).collect();
         for (done, event) in finished
             .iter()
             .filter_map(|f| by_id.get(f.event_id.as_str()).map(|c| (f, c)))
