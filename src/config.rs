@@ -15,6 +15,8 @@ use crate::secret::Secret;
 
 /// The name of the variable holding FLUID's webhook signing secret.
 pub const SECRET_VAR: &str = "FLUID_WEBHOOK_SECRET";
+/// The previous secret, still accepted while FLUID switches to the new one (key rotation).
+pub const PREVIOUS_SECRET_VAR: &str = "FLUID_WEBHOOK_SECRET_PREVIOUS";
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 const SANDBOX_TOML: &str = include_str!("../config/sandbox.toml");
@@ -64,6 +66,8 @@ pub struct Settings {
     pub env: FluidEnv,
     /// The webhook signing secret (`FLUID_WEBHOOK_SECRET`).
     pub secret: Secret,
+    /// The previous secret during a rotation (`FLUID_WEBHOOK_SECRET_PREVIOUS`), also accepted.
+    pub previous_secret: Option<Secret>,
     /// `DATABASE_URL`; `None` starts the embedded PostgreSQL.
     pub database_url: Option<Secret>,
     /// The `[server]` table.
@@ -207,7 +211,19 @@ impl Settings {
         };
         let mut settings = Self::without_secret(vars)?;
         settings.secret = secret;
+        settings.previous_secret = vars
+            .get(PREVIOUS_SECRET_VAR)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
         Ok(settings)
+    }
+
+    /// The keys FLUID deliveries are checked with: the current secret, then the previous one.
+    pub fn fluid_keys(&self) -> Vec<Secret> {
+        std::iter::once(self.secret.clone())
+            .chain(self.previous_secret.clone())
+            .collect()
     }
 
     /// Loads everything but the webhook secret, for commands that verify no webhook
@@ -267,6 +283,7 @@ impl Settings {
         let settings = Self {
             env,
             secret: Secret::new(""),
+            previous_secret: None,
             database_url: vars
                 .get("DATABASE_URL")
                 .map(|s| s.trim())

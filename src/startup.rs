@@ -22,8 +22,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Where verified deliveries are stored (group commit).
     pub inbox: Inbox,
-    /// FLUID's webhook secret.
-    pub secret: Arc<Secret>,
+    /// The keys FLUID deliveries are checked with (current secret first, then the previous one).
+    pub keys: Arc<Vec<Secret>>,
     /// Wakes this process's workers when an event is stored.
     pub wake: Arc<Notify>,
     /// Time allowed to store an event before 503.
@@ -69,7 +69,7 @@ impl Application {
         let state = AppState {
             pool,
             inbox,
-            secret: Arc::new(settings.secret.clone()),
+            keys: Arc::new(settings.fluid_keys()),
             wake: Arc::new(Notify::new()),
             ingest_timeout,
             max_body_bytes: settings.server.max_body_bytes,

@@ -34,10 +34,13 @@ async fn receive(
     let started = Instant::now();
     let body = body.map_err(|r| Error::from_body(r, state.max_body_bytes))?;
     let header = headers.get(signature::HEADER).map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(&state.secret, header, &body) {
-        tracing::warn!(client = %client.ip(), reason = %e, bytes = body.len(), "webhook rejected: signature");
-        return Err(e.into());
-    }
+    let key = match signature::verify(&state.keys, header, &body) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::warn!(client = %client.ip(), reason = %e, bytes = body.len(), "webhook rejected: signature");
+            return Err(e.into());
+        }
+    };
     let event = NewEvent::parse(&body, &headers).inspect_err(|e| {
         tracing::warn!(client = %client.ip(), reason = %e, "webhook rejected: payload");
     })?;
@@ -55,6 +58,7 @@ async fn receive(
         event_type = %event_type,
         delivery_id = delivery_id.as_deref().unwrap_or(""),
         outcome = stored.as_str(),
+        key,
         ack_ms = started.elapsed().as_secs_f64() * 1000.0,
         "webhook acknowledged"
     );

@@ -253,3 +253,29 @@ async fn health_and_readiness_answer_when_the_database_is_up() {
         assert_eq!(response.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn during_a_key_rotation_the_previous_secret_is_still_accepted() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.secret = Secret::new("the-new-secret");
+        s.previous_secret = Some(Secret::new(SECRET));
+    })
+    .await;
+    let body = Event::new("transaction.completed", "evt_rotated", "FLU-ROT").body();
+    let with = |key: &str| signature::sign(&Secret::new(key), body.as_bytes());
+
+    for key in ["the-new-secret", SECRET] {
+        let response = app
+            .post_webhook(&body, &[("x-fluid-signature", with(key).as_str())])
+            .await;
+        assert_eq!(response.status(), 200, "signed with {key}");
+    }
+    let retired = app
+        .post_webhook(
+            &body,
+            &[("x-fluid-signature", with("a-retired-secret").as_str())],
+        )
+        .await;
+    assert_eq!(retired.status(), 401);
+    assert_eq!(app.stored("evt_rotated").await, 1);
+}
