@@ -1,12 +1,15 @@
 -- The durable inbox and the transactions it feeds.
 
--- One row per distinct event FLUID delivered. The unique constraint on event_id is what makes a
--- redelivery (also many concurrent ones) a no-op: INSERT ... ON CONFLICT (event_id) DO NOTHING.
+-- One row per distinct event a provider delivered. The primary key (provider, event_id) is what
+-- makes a redelivery (also many concurrent ones) a no-op: INSERT ... ON CONFLICT DO NOTHING.
 -- The table is also the worker's queue: pending rows are claimed with FOR UPDATE SKIP LOCKED.
 CREATE TABLE webhook_events (
     -- Arrival order. Not the primary key: one index less to maintain on every insert and update.
     id                 bigint GENERATED ALWAYS AS IDENTITY,
-    -- FLUID's event_id, or 'sha256:<hex of the body>' for a body without one.
+    -- Who sent it: 'fluid', or a provider declared in the configuration.
+    provider           text        NOT NULL DEFAULT 'fluid',
+    -- The sender's event id (FLUID's event_id, a FundKit id, a Standard Webhooks webhook-id),
+    -- or 'sha256:<hex of the body>' for a body without one.
     event_id           text        NOT NULL,
     -- The body's "event" (else the X-FLUID-Event header, else 'unknown').
     event_type         text        NOT NULL,
@@ -28,7 +31,7 @@ CREATE TABLE webhook_events (
     next_attempt_at    timestamptz NOT NULL DEFAULT now(),
     last_error         text,
     processed_at       timestamptz,
-    CONSTRAINT webhook_events_pkey PRIMARY KEY (event_id),
+    CONSTRAINT webhook_events_pkey PRIMARY KEY (provider, event_id),
     CONSTRAINT webhook_events_status_check
         CHECK (status IN ('pending', 'processed', 'ignored', 'failed')),
     CONSTRAINT webhook_events_outcome_check
@@ -50,9 +53,11 @@ CREATE TRIGGER webhook_events_notify
     AFTER INSERT ON webhook_events
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_events_notify();
 
--- One row per FLUID transaction, keyed by FLUID's reference.
+-- One row per transaction, keyed by its provider and the provider's reference.
 CREATE TABLE transactions (
-    reference         text        PRIMARY KEY,
+    provider          text        NOT NULL DEFAULT 'fluid',
+    -- FLUID's reference (the key of GET debit-requests/:reference); a FundKit transactionId.
+    reference         text        NOT NULL,
     -- FLUID's id (dt_... debit, ct_... credit) and uuid.
     fluid_id          text,
     fluid_uuid        text,
@@ -77,6 +82,7 @@ CREATE TABLE transactions (
     last_event_at     timestamptz NOT NULL,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT transactions_pkey PRIMARY KEY (provider, reference),
     CONSTRAINT transactions_status_check CHECK (
         status IN ('created', 'pending', 'processing', 'completed', 'failed', 'reversed'))
 ) WITH (fillfactor = 80); -- room on each page for HOT updates: a status change rewrites no index

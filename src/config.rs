@@ -3,7 +3,7 @@
 //! `DATABASE_URL`, `FLUID_WEBHOOK_SECRET`, `FLUID_ENV`), validated once at start.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -11,7 +11,10 @@ use std::{
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use crate::secret::Secret;
+use crate::{
+    providers::{ProviderSettings, Providers},
+    secret::Secret,
+};
 
 /// The name of the variable holding FLUID's webhook signing secret.
 pub const SECRET_VAR: &str = "FLUID_WEBHOOK_SECRET";
@@ -80,6 +83,10 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The `[log]` table.
     pub log: LogSettings,
+    /// The `[providers.<name>]` tables (the built-in `fluid` is not among them).
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// The values of the variables the providers name in `secrets_env`.
+    pub provider_secrets: HashMap<String, Secret>,
 }
 
 /// The file-backed part of the settings; see `config/default.toml` for each key's meaning.
@@ -91,6 +98,8 @@ struct FileSettings {
     database: DatabaseSettings,
     worker: WorkerSettings,
     log: LogSettings,
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderSettings>,
 }
 
 /// `[server]`: the HTTP listener.
@@ -188,7 +197,7 @@ pub enum LogFormat {
 pub struct ConfigError(String);
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
 }
@@ -216,7 +225,22 @@ impl Settings {
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .map(Secret::new);
+        settings.provider_secrets = settings
+            .providers
+            .values()
+            .flat_map(|p| p.secrets_env.iter())
+            .filter_map(|name| {
+                let value = vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())?;
+                Some((name.clone(), Secret::new(value)))
+            })
+            .collect();
+        settings.providers()?;
         Ok(settings)
+    }
+
+    /// Every provider, ready to verify deliveries: the built-in `fluid` and the declared ones.
+    pub fn providers(&self) -> Result<Providers, ConfigError> {
+        Providers::build(self.fluid_keys(), &self.providers, &self.provider_secrets)
     }
 
     /// The keys FLUID deliveries are checked with: the current secret, then the previous one.
@@ -294,6 +318,8 @@ impl Settings {
             database: file.database,
             worker: file.worker,
             log: file.log,
+            providers: file.providers,
+            provider_secrets: HashMap::new(),
         };
         settings.validate()?;
         Ok(settings)

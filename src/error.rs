@@ -32,6 +32,9 @@ pub enum Error {
     /// No such route: 404.
     #[error("no such route")]
     NotFound,
+    /// `POST /webhooks/{provider}` for a provider that is not configured: 404.
+    #[error("unknown provider")]
+    UnknownProvider,
     /// The route exists, the method does not: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -66,6 +69,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::UnknownProvider => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

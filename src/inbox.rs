@@ -20,7 +20,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::{config::IngestSettings, error::Error};
+use crate::{config::IngestSettings, error::Error, providers::Provider};
 
 /// Longest event id or event type stored; longer ones are refused with 400.
 const MAX_KEY_LEN: usize = 255;
@@ -28,15 +28,18 @@ const MAX_KEY_LEN: usize = 255;
 /// A verified delivery, ready to store.
 #[derive(Debug)]
 pub struct NewEvent {
-    /// `event_id` from the body, or `sha256:<hex of the body>` when the body has none.
+    /// Who sent it.
+    pub provider: String,
+    /// The signed `webhook-id` (Standard Webhooks), else `event_id` or `id` from the body, else
+    /// `sha256:<hex of the body>`.
     pub event_id: String,
-    /// `event` from the body, else the `X-FLUID-Event` header, else `unknown`.
+    /// `event` or `type` from the body, else the `X-FLUID-Event` header, else `unknown`.
     pub event_type: String,
-    /// `X-FLUID-Delivery-ID` of this attempt.
+    /// `X-FLUID-Delivery-ID` (or `webhook-id`) of this attempt.
     pub delivery_id: Option<String>,
     /// `X-FLUID-Event` as sent (not signed, kept for the record).
     pub delivery_event: Option<String>,
-    /// `X-FLUID-Timestamp` as sent (not signed, kept for the record).
+    /// The provider's timestamp header as sent (signed only by the timestamped schemes).
     pub delivery_timestamp: Option<String>,
     /// The body as text; PostgreSQL stores it as `jsonb`.
     pub body: String,
@@ -47,18 +50,25 @@ pub struct NewEvent {
 struct Envelope {
     #[serde(default)]
     event: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
     #[serde(default)]
     event_id: Option<String>,
+    /// FundKit-style senders call it `id`, some as a number.
+    #[serde(default)]
+    id: Option<serde_json::Value>,
 }
 
 impl NewEvent {
     /// Reads a verified body and its delivery headers. Not JSON, not an object, or an id that
     /// cannot be a key: 400.
-    pub fn parse(body: &[u8], headers: &HeaderMap) -> Result<Self, Error> {
+    pub fn parse(provider: &Provider, body: &[u8], headers: &HeaderMap) -> Result<Self, Error> {
         let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
             Error::BadRequest(match e.classify() {
                 serde_json::error::Category::Data => {
-                    format!("body must be a JSON object with string `event` and `event_id`: {e}")
+                    format!(
+                        "body must be a JSON object with string `event`/`type` and `event_id`: {e}"
+                    )
                 }
                 _ => format!("body is not valid JSON: {e}"),
             })
@@ -78,12 +88,19 @@ impl NewEvent {
             })
         };
         let delivery_event = header("x-fluid-event");
-        let event_id = match envelope.event_id {
+        let body_id = envelope.event_id.or(match envelope.id {
+            Some(serde_json::Value::String(id)) => Some(id),
+            Some(serde_json::Value::Number(id)) => Some(id.to_string()),
+            _ => None,
+        });
+        let signed_id = provider.signed_id_header().and_then(&header);
+        let event_id = match signed_id.or(body_id) {
             Some(id) if !id.trim().is_empty() => id,
             _ => format!("sha256:{}", hex::encode(Sha256::digest(body.as_bytes()))),
         };
         let event_type = envelope
             .event
+            .or(envelope.kind)
             .filter(|e| !e.trim().is_empty())
             .or_else(|| delivery_event.clone())
             .unwrap_or_else(|| "unknown".into());
@@ -95,11 +112,12 @@ impl NewEvent {
             }
         }
         Ok(Self {
+            provider: provider.name.clone(),
             event_id,
             event_type,
-            delivery_id: header("x-fluid-delivery-id"),
+            delivery_id: header("x-fluid-delivery-id").or_else(|| header("webhook-id")),
             delivery_event,
-            delivery_timestamp: header("x-fluid-timestamp"),
+            delivery_timestamp: header(provider.timestamp_header()),
             body: body.to_string(),
         })
     }
@@ -232,15 +250,17 @@ async fn flush_loop(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>,
 /// first of several deliveries of one event id in the batch is the new one.
 async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-    let inserted: Vec<String> = sqlx::query_scalar(
+    let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO webhook_events \
-             (event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload) \
-         SELECT e.event_id, e.event_type, e.delivery_id, e.delivery_event, e.delivery_timestamp, e.payload::jsonb \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY \
-             AS e(event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, n) \
+             (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload) \
+         SELECT e.provider, e.event_id, e.event_type, e.delivery_id, e.delivery_event, e.delivery_timestamp, \
+             e.payload::jsonb \
+         FROM unnest($7::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             WITH ORDINALITY \
+             AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, n) \
          ORDER BY e.n \
-         ON CONFLICT (event_id) DO NOTHING \
-         RETURNING event_id",
+         ON CONFLICT (provider, event_id) DO NOTHING \
+         RETURNING provider, event_id",
     )
     .bind(column(|e| Some(&e.event_id)))
     .bind(column(|e| Some(&e.event_type)))
@@ -248,13 +268,15 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
     .bind(column(|e| e.delivery_event.as_deref()))
     .bind(column(|e| e.delivery_timestamp.as_deref()))
     .bind(column(|e| Some(&e.body)))
+    .bind(column(|e| Some(&e.provider)))
     .fetch_all(pool)
     .await?;
-    let mut new: HashSet<String> = inserted.into_iter().collect();
+    let mut new: HashSet<(String, String)> = inserted.into_iter().collect();
     Ok(events
         .iter()
         .map(|e| {
-            if new.remove(&e.event_id) {
+            // The first delivery of a key in the batch is the new one.
+            if new.remove(&(e.provider.clone(), e.event_id.clone())) {
                 Stored::New
             } else {
                 Stored::Duplicate
@@ -285,11 +307,22 @@ pub fn classify(error: &sqlx::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{providers::Providers, secret::Secret};
+
+    fn fluid() -> Providers {
+        Providers::build(
+            vec![Secret::new("k")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .expect("built in")
+    }
 
     #[test]
     fn event_id_comes_from_the_body_or_the_body_hash() {
         let headers = HeaderMap::new();
         let with_id = NewEvent::parse(
+            fluid().get("fluid").expect("fluid"),
             br#"{"event":"transaction.completed","event_id":"evt_1"}"#,
             &headers,
         )
@@ -300,7 +333,8 @@ mod tests {
         );
 
         let body = br#"{"event":"settlement.created"}"#;
-        let without = NewEvent::parse(body, &headers).expect("valid");
+        let without =
+            NewEvent::parse(fluid().get("fluid").expect("fluid"), body, &headers).expect("valid");
         assert_eq!(
             without.event_id,
             format!("sha256:{}", hex::encode(Sha256::digest(body)))
@@ -311,7 +345,9 @@ mod tests {
     fn event_type_falls_back_to_the_header_then_unknown() {
         let mut headers = HeaderMap::new();
         assert_eq!(
-            NewEvent::parse(b"{}", &headers).expect("valid").event_type,
+            NewEvent::parse(fluid().get("fluid").expect("fluid"), b"{}", &headers)
+                .expect("valid")
+                .event_type,
             "unknown"
         );
         headers.insert(
@@ -319,7 +355,9 @@ mod tests {
             "transaction.failed".parse().expect("header"),
         );
         assert_eq!(
-            NewEvent::parse(b"{}", &headers).expect("valid").event_type,
+            NewEvent::parse(fluid().get("fluid").expect("fluid"), b"{}", &headers)
+                .expect("valid")
+                .event_type,
             "transaction.failed"
         );
     }
@@ -340,7 +378,11 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    NewEvent::parse(body.as_bytes(), &headers),
+                    NewEvent::parse(
+                        fluid().get("fluid").expect("fluid"),
+                        body.as_bytes(),
+                        &headers
+                    ),
                     Err(Error::BadRequest(_))
                 ),
                 "{body}"

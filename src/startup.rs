@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
-    secret::Secret, webhooks, worker::Worker,
+    providers::Providers, secret::Secret, webhooks, worker::Worker,
 };
 
 /// What every handler can reach.
@@ -22,8 +22,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Where verified deliveries are stored (group commit).
     pub inbox: Inbox,
-    /// The keys FLUID deliveries are checked with (current secret first, then the previous one).
-    pub keys: Arc<Vec<Secret>>,
+    /// The senders deliveries are accepted from, with their keys.
+    pub providers: Arc<Providers>,
     /// Wakes this process's workers when an event is stored.
     pub wake: Arc<Notify>,
     /// Time allowed to store an event before 503.
@@ -69,7 +69,7 @@ impl Application {
         let state = AppState {
             pool,
             inbox,
-            keys: Arc::new(settings.fluid_keys()),
+            providers: Arc::new(settings.providers()?),
             wake: Arc::new(Notify::new()),
             ingest_timeout,
             max_body_bytes: settings.server.max_body_bytes,
@@ -103,6 +103,7 @@ impl Application {
             for _ in 0..settings.worker.concurrency {
                 let worker = Worker::new(
                     state.pool.clone(),
+                    state.providers.clone(),
                     settings.worker.clone(),
                     state.wake.clone(),
                 );

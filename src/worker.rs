@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::WorkerSettings,
-    payload::FluidEvent,
-    transactions::{self, Prepared, rules::Status},
+    mapping::{self, Meaning, StoredEvent},
+    providers::Providers,
+    transactions::{self, Prepared},
 };
 
 /// The channel a statement-level trigger on `webhook_events` notifies, so every replica's worker
@@ -28,6 +29,7 @@ pub const CHANNEL: &str = "webhook_events";
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: i64,
+    provider: String,
     event_id: String,
     event_type: String,
     payload: String,
@@ -37,7 +39,8 @@ struct Claimed {
 
 /// How one event ended in this batch, written back in one statement.
 struct Finished {
-    /// The event's key (`event_id` is the primary key of `webhook_events`).
+    /// The event's key: (`provider`, `event_id`) is the primary key of `webhook_events`.
+    provider: String,
     event_id: String,
     status: &'static str,
     outcome: Option<&'static str>,
@@ -53,6 +56,7 @@ impl Finished {
         error: Option<String>,
     ) -> Self {
         Self {
+            provider: event.provider.clone(),
             event_id: event.event_id.clone(),
             status,
             outcome,
@@ -66,15 +70,22 @@ impl Finished {
 #[derive(Clone)]
 pub struct Worker {
     pool: PgPool,
+    providers: Arc<Providers>,
     settings: WorkerSettings,
     wake: Arc<Notify>,
 }
 
 impl Worker {
     /// A worker over `pool`; `wake` is notified by the webhook route after each new event.
-    pub fn new(pool: PgPool, settings: WorkerSettings, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        providers: Arc<Providers>,
+        settings: WorkerSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             pool,
+            providers,
             settings,
             wake,
         }
@@ -135,7 +146,7 @@ impl Worker {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let claimed: Vec<Claimed> = sqlx::query_as(
-            "SELECT id, event_id, event_type, payload::text AS payload, received_at, attempts \
+            "SELECT id, provider, event_id, event_type, payload::text AS payload, received_at, attempts \
              FROM webhook_events \
              WHERE status = 'pending' AND next_attempt_at <= now() \
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -151,24 +162,17 @@ impl Worker {
         let mut finished = Vec::with_capacity(count);
         let mut ready: Vec<(Prepared, &Claimed)> = Vec::with_capacity(count);
         for event in &claimed {
-            let Some(status) = Status::from_event_type(&event.event_type) else {
-                finished.push(Finished::new(event, "ignored", None, None));
-                continue;
+            let stored = StoredEvent {
+                provider: &event.provider,
+                event_id: &event.event_id,
+                event_type: &event.event_type,
+                payload: &event.payload,
+                received_at: event.received_at,
             };
-            let prepared = serde_json::from_str::<FluidEvent>(&event.payload)
-                .map_err(|e| e.to_string())
-                .and_then(|p| {
-                    Prepared::new(
-                        event.event_id.clone(),
-                        event.event_type.clone(),
-                        status,
-                        event.received_at,
-                        p,
-                    )
-                });
-            match prepared {
-                Ok(p) => ready.push((p, event)),
-                Err(e) => finished.push(Finished::new(
+            match mapping::interpret(self.providers.get(&event.provider), stored) {
+                Meaning::Apply(p) => ready.push((*p, event)),
+                Meaning::Ignore => finished.push(Finished::new(event, "ignored", None, None)),
+                Meaning::Invalid(e) => finished.push(Finished::new(
                     event,
                     "failed",
                     None,
@@ -179,7 +183,7 @@ impl Worker {
         // Each transaction's events in the order they happened (then arrived): fewer stale
         // events, and the same order whichever worker holds them.
         ready.sort_by(|(a, ca), (b, cb)| {
-            (&a.reference, a.at, ca.id).cmp(&(&b.reference, b.at, cb.id))
+            (&a.provider, &a.reference, a.at, ca.id).cmp(&(&b.provider, &b.reference, b.at, cb.id))
         });
         let (events, claims): (Vec<Prepared>, Vec<&Claimed>) = ready.into_iter().unzip();
         finished.extend(self.apply_all(&mut tx, &events, &claims).await?);
@@ -188,13 +192,17 @@ impl Worker {
         tx.commit().await?;
         let batch_ms = started.elapsed().as_secs_f64() * 1000.0;
         let now = Utc::now();
-        let by_id: HashMap<&str, &Claimed> =
-            claimed.iter().map(|c| (c.event_id.as_str(), c)).collect();
-        for (done, event) in finished
+        let by_id: HashMap<(&str, &str), &Claimed> = claimed
             .iter()
-            .filter_map(|f| by_id.get(f.event_id.as_str()).map(|c| (f, c)))
-        {
+            .map(|c| ((c.provider.as_str(), c.event_id.as_str()), c))
+            .collect();
+        for (done, event) in finished.iter().filter_map(|f| {
+            by_id
+                .get(&(f.provider.as_str(), f.event_id.as_str()))
+                .map(|c| (f, c))
+        }) {
             tracing::info!(
+                provider = %event.provider,
                 event_id = %event.event_id,
                 event_type = %event.event_type,
                 status = done.status,
@@ -285,6 +293,7 @@ async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
 
 /// Writes every event's outcome in one statement.
 async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
+    let providers: Vec<&str> = finished.iter().map(|f| f.provider.as_str()).collect();
     let ids: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
     let statuses: Vec<&str> = finished.iter().map(|f| f.status).collect();
     let outcomes: Vec<Option<&str>> = finished.iter().map(|f| f.outcome).collect();
@@ -297,15 +306,16 @@ async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx
              next_attempt_at = CASE WHEN f.retry_in_ms IS NULL THEN e.next_attempt_at \
                                     ELSE now() + f.retry_in_ms * interval '1 millisecond' END, \
              processed_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-             AS f(event_id, status, outcome, error, retry_in_ms) \
-         WHERE e.event_id = f.event_id",
+         FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+             AS f(provider, event_id, status, outcome, error, retry_in_ms) \
+         WHERE e.provider = f.provider AND e.event_id = f.event_id",
     )
     .bind(&ids)
     .bind(&statuses)
     .bind(&outcomes)
     .bind(&errors)
     .bind(&retries)
+    .bind(&providers)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -13,24 +13,35 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::payload::{FluidEvent, decimal_text};
 use rules::{Current, Decision, Incoming, Status};
 
 /// The details of a transaction an event carries; `None` leaves the stored value.
 #[derive(Debug, Clone, Default)]
-struct Details {
-    fluid_id: Option<String>,
-    fluid_uuid: Option<String>,
-    partner_reference: Option<String>,
-    amount: Option<String>,
-    currency: Option<String>,
-    fee: Option<String>,
-    narration: Option<String>,
-    approval_method: Option<String>,
-    error_details: Option<String>,
-    fluid_created_at: Option<DateTime<Utc>>,
-    processed_at: Option<DateTime<Utc>>,
-    completed_at: Option<DateTime<Utc>>,
+pub struct Details {
+    /// FLUID's `id` (`dt_...`).
+    pub fluid_id: Option<String>,
+    /// FLUID's `uuid`.
+    pub fluid_uuid: Option<String>,
+    /// The merchant's own reference.
+    pub partner_reference: Option<String>,
+    /// Exact decimal text.
+    pub amount: Option<String>,
+    /// Currency code.
+    pub currency: Option<String>,
+    /// Exact decimal text.
+    pub fee: Option<String>,
+    /// Narration.
+    pub narration: Option<String>,
+    /// How the customer approved.
+    pub approval_method: Option<String>,
+    /// JSON text of the failure details.
+    pub error_details: Option<String>,
+    /// The provider's creation time.
+    pub fluid_created_at: Option<DateTime<Utc>>,
+    /// When processed.
+    pub processed_at: Option<DateTime<Utc>>,
+    /// When completed.
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 impl Details {
@@ -57,10 +68,12 @@ impl Details {
     }
 }
 
-/// A transaction event, read from its payload and ready to apply.
+/// A transaction event, read from its payload (see `mapping`) and ready to apply.
 #[derive(Debug)]
 pub struct Prepared {
-    /// FLUID's reference of the transaction.
+    /// Who sent it.
+    pub provider: String,
+    /// The provider's reference of the transaction.
     pub reference: String,
     /// `webhook_events.event_id`.
     pub event_id: String,
@@ -68,56 +81,10 @@ pub struct Prepared {
     pub event_type: String,
     /// The status the event sets.
     pub status: Status,
-    /// When the event happened: its `timestamp`, or its arrival when it has no readable one.
+    /// When the event happened: its own time, or its arrival when it has no readable one.
     pub at: DateTime<Utc>,
-    details: Details,
-}
-
-impl Prepared {
-    /// Reads what the event says about its transaction. An `Err` is a payload that can never be
-    /// applied (no reference, an amount that is not a number).
-    pub fn new(
-        event_id: String,
-        event_type: String,
-        status: Status,
-        received_at: DateTime<Utc>,
-        event: FluidEvent,
-    ) -> Result<Self, String> {
-        let tx = event.data.transaction;
-        if tx.reference.trim().is_empty() {
-            return Err("data.transaction.reference is empty".into());
-        }
-        let decimal = |raw: Option<Box<serde_json::value::RawValue>>, name: &str| {
-            raw.filter(|r| r.get() != "null")
-                .map(|r| decimal_text(&r).map_err(|e| format!("{name}: {e}")))
-                .transpose()
-        };
-        Ok(Self {
-            at: parse_time(event.timestamp.as_deref()).unwrap_or(received_at),
-            details: Details {
-                amount: decimal(tx.amount, "data.transaction.amount")?,
-                fee: decimal(tx.fee, "data.transaction.fee")?,
-                fluid_id: tx.id,
-                fluid_uuid: tx.uuid,
-                partner_reference: tx.partner_reference,
-                currency: tx.currency,
-                narration: tx.narration,
-                approval_method: tx.approval_method,
-                error_details: event
-                    .data
-                    .error_details
-                    .map(|r| r.get().to_string())
-                    .filter(|t| t != "null"),
-                fluid_created_at: parse_time(tx.created_at.as_deref()),
-                processed_at: parse_time(tx.processed_at.as_deref()),
-                completed_at: parse_time(tx.completed_at.as_deref()),
-            },
-            reference: tx.reference,
-            event_id,
-            event_type,
-            status,
-        })
-    }
+    /// What it says about the transaction.
+    pub details: Details,
 }
 
 /// An RFC 3339 time, or `None` when absent or unreadable (the payload keeps the original text).
@@ -128,6 +95,7 @@ pub fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
 
 /// What the batch does to one transaction row.
 struct Plan<'a> {
+    provider: &'a str,
     reference: &'a str,
     /// The row as read under the lock; `None`: it does not exist yet.
     seen: Option<Current>,
@@ -144,40 +112,49 @@ pub async fn apply(
     conn: &mut PgConnection,
     events: &[Prepared],
 ) -> Result<Vec<Decision>, sqlx::Error> {
-    let mut references: Vec<&str> = events.iter().map(|e| e.reference.as_str()).collect();
-    references.sort_unstable();
-    references.dedup();
+    let mut keys: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.provider.as_str(), e.reference.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (providers, references): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     // Locks are taken in key order, so workers holding several never wait on each other in a cycle.
     sqlx::query(
         "SELECT pg_advisory_xact_lock(k) \
-         FROM (SELECT DISTINCT hashtextextended(r, 0) AS k FROM unnest($1::text[]) AS r) AS keys ORDER BY k",
+         FROM (SELECT DISTINCT hashtextextended(p || '/' || r, 0) AS k FROM unnest($1::text[], $2::text[]) AS t(p, r)) \
+             AS keys ORDER BY k",
     )
+    .bind(&providers)
     .bind(&references)
     .execute(&mut *conn)
     .await?;
-    let stored: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT reference, status, last_event_at FROM transactions WHERE reference = ANY($1) FOR UPDATE",
+    let stored: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT provider, reference, status, last_event_at FROM transactions \
+         WHERE (provider, reference) IN (SELECT p, r FROM unnest($1::text[], $2::text[]) AS t(p, r)) FOR UPDATE",
     )
+    .bind(&providers)
     .bind(&references)
     .fetch_all(&mut *conn)
     .await?;
 
-    let mut plans: BTreeMap<&str, Plan<'_>> = BTreeMap::new();
-    for (reference, status, last_event_at) in &stored {
+    let mut plans: BTreeMap<(&str, &str), Plan<'_>> = BTreeMap::new();
+    for (provider, reference, status, last_event_at) in &stored {
         let status = Status::parse(status)
             .ok_or_else(|| sqlx::Error::Protocol(format!("stored status `{status}` is unknown")))?;
         let seen = Some(Current {
             status,
             last_event_at: *last_event_at,
         });
-        // The plan borrows the reference from the events, like every other plan.
-        let Ok(i) = references.binary_search(&reference.as_str()) else {
+        // The plan borrows its key from the events, like every other plan.
+        let Ok(i) = keys.binary_search(&(provider.as_str(), reference.as_str())) else {
             continue;
         };
-        let reference = references[i];
+        let (provider, reference) = keys[i];
         plans.insert(
-            reference,
+            (provider, reference),
             Plan {
+                provider,
                 reference,
                 seen,
                 now: seen,
@@ -189,8 +166,9 @@ pub async fn apply(
     let mut decisions = Vec::with_capacity(events.len());
     for event in events {
         let plan = plans
-            .entry(event.reference.as_str())
+            .entry((event.provider.as_str(), event.reference.as_str()))
             .or_insert_with(|| Plan {
+                provider: event.provider.as_str(),
                 reference: event.reference.as_str(),
                 seen: None,
                 now: None,
@@ -248,6 +226,7 @@ struct Columns<'a> {
     last_event_id: Vec<&'a str>,
     last_event_type: Vec<&'a str>,
     last_event_at: Vec<DateTime<Utc>>,
+    provider: Vec<&'a str>,
 }
 
 impl<'a> Columns<'a> {
@@ -275,11 +254,12 @@ impl<'a> Columns<'a> {
             c.last_event_id.push(&event.event_id);
             c.last_event_type.push(&event.event_type);
             c.last_event_at.push(now.last_event_at);
+            c.provider.push(plan.provider);
         }
         c
     }
 
-    /// Binds the columns as `$1` to `$17`, in the order of `ROWS` below.
+    /// Binds the columns as `$1` to `$18`, in the order of `ROWS` below.
     fn bind<'q>(
         &'q self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -302,26 +282,27 @@ impl<'a> Columns<'a> {
             .bind(&self.last_event_id)
             .bind(&self.last_event_type)
             .bind(&self.last_event_at)
+            .bind(&self.provider)
     }
 }
 
-/// `$1` to `$17` as a table `r`.
+/// `$1` to `$18` as a table `r`.
 const ROWS: &str = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
-     $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[], $17::timestamptz[]";
+     $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[], $17::timestamptz[], $18::text[]";
 const ROW_NAMES: &str = "r(reference, status, fluid_id, fluid_uuid, partner_reference, amount, currency, fee, \
      narration, approval_method, error_details, fluid_created_at, processed_at, completed_at, \
-     last_event_id, last_event_type, last_event_at";
+     last_event_id, last_event_type, last_event_at, provider";
 
 /// Creates the transactions first seen in this batch. The advisory locks make a concurrent
 /// creation impossible; should a row appear anyway, the unique key refuses it and the batch fails.
 async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
     let columns = Columns::of(plans);
     let sql = format!(
-        "INSERT INTO transactions (reference, status, fluid_id, fluid_uuid, partner_reference, amount, \
+        "INSERT INTO transactions (provider, reference, status, fluid_id, fluid_uuid, partner_reference, amount, \
              currency, fee, narration, approval_method, error_details, fluid_created_at, processed_at, \
              completed_at, last_event_id, last_event_type, last_event_at) \
-         SELECT r.reference, r.status, r.fluid_id, r.fluid_uuid, r.partner_reference, r.amount::numeric, \
+         SELECT r.provider, r.reference, r.status, r.fluid_id, r.fluid_uuid, r.partner_reference, r.amount::numeric, \
              r.currency, r.fee::numeric, r.narration, r.approval_method, r.error_details::jsonb, \
              r.fluid_created_at, r.processed_at, r.completed_at, r.last_event_id, r.last_event_type, \
              r.last_event_at \
@@ -362,8 +343,9 @@ async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx
              completed_at = COALESCE(r.completed_at, t.completed_at), \
              last_event_id = r.last_event_id, last_event_type = r.last_event_type, \
              last_event_at = r.last_event_at, updated_at = now() \
-         FROM {ROWS}, $18::text[], $19::timestamptz[]) AS {ROW_NAMES}, seen_status, seen_at) \
-         WHERE t.reference = r.reference AND t.status = r.seen_status AND t.last_event_at = r.seen_at"
+         FROM {ROWS}, $19::text[], $20::timestamptz[]) AS {ROW_NAMES}, seen_status, seen_at) \
+         WHERE t.provider = r.provider AND t.reference = r.reference \
+             AND t.status = r.seen_status AND t.last_event_at = r.seen_at"
     );
     let done = columns
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))

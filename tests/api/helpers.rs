@@ -218,9 +218,19 @@ impl TestApp {
 
     /// Posts `body` to `/webhooks/fluid` with exactly the given extra headers.
     pub async fn post_webhook(&self, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.post_to("fluid", body, headers).await
+    }
+
+    /// Posts `body` to `/webhooks/<provider>` with the given extra headers.
+    pub async fn post_to(
+        &self,
+        provider: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut request = self
             .client
-            .post(format!("{}/webhooks/fluid", self.address))
+            .post(format!("{}/webhooks/{provider}", self.address))
             .header("content-type", "application/json")
             .header("x-fluid-delivery-id", "dlv_test")
             .header("x-fluid-timestamp", "1769596200")

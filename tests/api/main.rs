@@ -7,5 +7,6 @@ mod helpers;
 mod outage;
 mod processes;
 mod processing;
+mod providers;
 mod under_load;
 mod webhooks;

@@ -150,14 +150,16 @@ async fn other_methods_get_405_and_unknown_routes_404_as_json() {
         assert_eq!(response.headers()["allow"], "POST");
         assert_eq!(json(response).await["code"], "method_not_allowed");
     }
-    let response = app
-        .client
-        .post(format!("{}/webhooks/nope", app.address))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 404);
-    assert_eq!(json(response).await["code"], "not_found");
+    for (path, code) in [("webhooks/nope", "unknown_provider"), ("nope", "not_found")] {
+        let response = app
+            .client
+            .post(format!("{}/{path}", app.address))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(json(response).await["code"], code, "{path}");
+    }
 }
 
 #[tokio::test]
