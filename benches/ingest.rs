@@ -405,6 +405,8 @@ async fn start_service(database_url: &str, log: &str, worker: bool) -> Service {
         .env("PORT", port.to_string())
         .env("RUST_LOG", log)
         .env("FLUID_WEBHOOKS_WORKER__ENABLED", worker.to_string())
+        // One load generator on one address is the whole point here: no per-client rate limit.
+        .env("FLUID_WEBHOOKS_LIMITS__RATE_PER_SECOND", "0")
         .env("FLUID_WEBHOOKS_LOG__FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -11,7 +11,10 @@ use std::{
 use serde::Deserialize;
 use toml::{Table, Value};
 
+use ipnet::IpNet;
+
 use crate::{
+    limits::LimitSettings,
     providers::{ProviderSettings, Providers},
     secret::Secret,
 };
@@ -83,6 +86,10 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The `[log]` table.
     pub log: LogSettings,
+    /// The `[limits]` table.
+    pub limits: LimitSettings,
+    /// The `[allow_ips]` table: per provider, the networks allowed to deliver (none: anyone).
+    pub allow_ips: BTreeMap<String, Vec<IpNet>>,
     /// The `[providers.<name>]` tables (the built-in `fluid` is not among them).
     pub providers: BTreeMap<String, ProviderSettings>,
     /// The values of the variables the providers name in `secrets_env`.
@@ -98,6 +105,9 @@ struct FileSettings {
     database: DatabaseSettings,
     worker: WorkerSettings,
     log: LogSettings,
+    limits: LimitSettings,
+    #[serde(default)]
+    allow_ips: BTreeMap<String, Vec<IpNet>>,
     #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
 }
@@ -240,7 +250,12 @@ impl Settings {
 
     /// Every provider, ready to verify deliveries: the built-in `fluid` and the declared ones.
     pub fn providers(&self) -> Result<Providers, ConfigError> {
-        Providers::build(self.fluid_keys(), &self.providers, &self.provider_secrets)
+        Providers::build(
+            self.fluid_keys(),
+            &self.providers,
+            &self.provider_secrets,
+            &self.allow_ips,
+        )
     }
 
     /// The keys FLUID deliveries are checked with: the current secret, then the previous one.
@@ -318,6 +333,8 @@ impl Settings {
             database: file.database,
             worker: file.worker,
             log: file.log,
+            limits: file.limits,
+            allow_ips: file.allow_ips,
             providers: file.providers,
             provider_secrets: HashMap::new(),
         };
@@ -328,7 +345,23 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         let (server, ingest, database, worker) =
             (&self.server, &self.ingest, &self.database, &self.worker);
-        let checks: [(bool, &str, &str); 13] = [
+        let limits = &self.limits;
+        let checks: [(bool, &str, &str); 16] = [
+            (
+                !(limits.rate_per_second >= 0.0 && limits.rate_per_second.is_finite()),
+                "limits.rate_per_second",
+                "must be 0 (off) or more",
+            ),
+            (
+                !(limits.burst >= 1.0 && limits.burst.is_finite()),
+                "limits.burst",
+                "must be at least 1",
+            ),
+            (
+                limits.max_concurrent_requests == 0,
+                "limits.max_concurrent_requests",
+                "must be at least 1",
+            ),
             (
                 !(1..=64).contains(&ingest.flushers),
                 "ingest.flushers",

@@ -3,7 +3,6 @@
 
 use axum::{
     Json,
-    extract::rejection::BytesRejection,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -38,6 +37,21 @@ pub enum Error {
     /// The route exists, the method does not: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client's address may not deliver for this provider, or HTTPS is required: 403.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The client sent its body too slowly: 408.
+    #[error("request body not received in time")]
+    RequestTimeout,
+    /// The client is over its rate: 429 with `Retry-After`.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until the client may try again.
+        retry_after: u64,
+    },
+    /// Too many requests in flight: 503, so the sender retries.
+    #[error("server busy")]
+    Busy,
     /// The database could not be reached in time: 503, so FLUID retries.
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -47,19 +61,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Maps a failure to read the body: over the limit is 413, anything else (a client that hung
-    /// up mid-body) is 400.
-    pub fn from_body(rejection: BytesRejection, limit: usize) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::PayloadTooLarge { limit }
-        } else {
-            Self::BadRequest(format!(
-                "could not read the request body: {}",
-                rejection.body_text()
-            ))
-        }
-    }
-
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Signature(SignatureError::Missing) => {
@@ -71,6 +72,10 @@ impl Error {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::UnknownProvider => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -89,11 +94,15 @@ impl IntoResponse for Error {
             _ => {}
         }
         let body = Json(json!({ "error": self.to_string(), "code": code }));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // FLUID retries 503 on its own schedule; this only helps other clients.
-            (status, [(header::RETRY_AFTER, "5")], body).into_response()
-        } else {
-            (status, body).into_response()
+        // FLUID retries 503 on its own schedule; Retry-After helps other clients.
+        let retry_after = match &self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::Unavailable(_) | Self::Busy => Some(5),
+            _ => None,
+        };
+        match retry_after {
+            Some(secs) => (status, [(header::RETRY_AFTER, secs.to_string())], body).into_response(),
+            None => (status, body).into_response(),
         }
     }
 }

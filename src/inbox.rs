@@ -314,6 +314,7 @@ mod tests {
             vec![Secret::new("k")],
             &Default::default(),
             &Default::default(),
+            &Default::default(),
         )
         .expect("built in")
     }

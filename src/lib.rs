@@ -21,6 +21,7 @@ pub mod embedded_postgres;
 pub mod error;
 pub mod health;
 pub mod inbox;
+pub mod limits;
 pub mod mapping;
 pub mod payload;
 pub mod providers;

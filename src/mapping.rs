@@ -191,7 +191,13 @@ mod tests {
         let declared = toml::from_str("[honeycoin]\nscheme = \"timestamped\"\nsecrets_env = [\"HC\"]\nmapping = \"fundkit\"\n")
             .expect("valid");
         let secrets = std::collections::HashMap::from([("HC".to_string(), Secret::new("x"))]);
-        Providers::build(vec![Secret::new("f")], &declared, &secrets).expect("valid")
+        Providers::build(
+            vec![Secret::new("f")],
+            &declared,
+            &secrets,
+            &Default::default(),
+        )
+        .expect("valid")
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::http::HeaderMap;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::{
@@ -91,6 +92,8 @@ pub struct Provider {
     tolerance_secs: u64,
     /// Decimal digits of minor-unit amounts.
     pub minor_unit_digits: u32,
+    /// Networks allowed to deliver for this provider; empty: anyone (the signature still decides).
+    pub allow_ips: Vec<IpNet>,
 }
 
 impl Provider {
@@ -147,6 +150,7 @@ impl Providers {
         fluid_keys: Vec<Secret>,
         declared: &BTreeMap<String, ProviderSettings>,
         secrets: &HashMap<String, Secret>,
+        allow_ips: &BTreeMap<String, Vec<IpNet>>,
     ) -> Result<Self, ConfigError> {
         let mut providers = HashMap::new();
         providers.insert(
@@ -161,6 +165,7 @@ impl Providers {
                 timestamp_header: "x-fluid-timestamp".into(),
                 tolerance_secs: default_tolerance(),
                 minor_unit_digits: default_minor_digits(),
+                allow_ips: Vec::new(),
             },
         );
         for (name, settings) in declared {
@@ -224,8 +229,15 @@ impl Providers {
                     timestamp_header: lower(&settings.timestamp_header, default_timestamp),
                     tolerance_secs: settings.tolerance_secs,
                     minor_unit_digits: settings.minor_unit_digits,
+                    allow_ips: Vec::new(),
                 },
             );
+        }
+        for (name, nets) in allow_ips {
+            let provider = providers.get_mut(name).ok_or_else(|| {
+                ConfigError::new(format!("`allow_ips.{name}`: there is no provider `{name}`"))
+            })?;
+            provider.allow_ips.clone_from(nets);
         }
         Ok(Self(providers))
     }
@@ -250,7 +262,8 @@ mod tests {
             "[honeycoin]\nscheme = \"timestamped\"\nsecrets_env = [\"HC_NOW\", \"HC_OLD\"]\nmapping = \"fundkit\"\n",
         );
         let vars = HashMap::from([("HC_NOW".to_string(), Secret::new("now"))]);
-        let providers = Providers::build(vec![Secret::new("f")], &table, &vars).expect("valid");
+        let providers = Providers::build(vec![Secret::new("f")], &table, &vars, &BTreeMap::new())
+            .expect("valid");
         let honeycoin = providers.get("honeycoin").expect("declared");
         assert_eq!(
             (honeycoin.scheme, honeycoin.mapping, honeycoin.keys.len()),
@@ -282,7 +295,8 @@ mod tests {
         ];
         let vars = HashMap::from([("X".to_string(), Secret::new("not base64!"))]);
         for (toml, expected) in cases {
-            let err = Providers::build(vec![], &declared(toml), &vars).expect_err("invalid");
+            let err = Providers::build(vec![], &declared(toml), &vars, &BTreeMap::new())
+                .expect_err("invalid");
             assert!(err.to_string().contains(expected), "{toml}: {err}");
         }
     }

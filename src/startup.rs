@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{Router, extract::DefaultBodyLimit};
+use axum::Router;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
-    providers::Providers, secret::Secret, webhooks, worker::Worker,
+    limits::Limits, providers::Providers, secret::Secret, webhooks, worker::Worker,
 };
 
 /// What every handler can reach.
@@ -24,6 +24,8 @@ pub struct AppState {
     pub inbox: Inbox,
     /// The senders deliveries are accepted from, with their keys.
     pub providers: Arc<Providers>,
+    /// Rate limits, allowlists and the cap on requests in flight.
+    pub limits: Arc<Limits>,
     /// Wakes this process's workers when an event is stored.
     pub wake: Arc<Notify>,
     /// Time allowed to store an event before 503.
@@ -34,13 +36,11 @@ pub struct AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.max_body_bytes;
     Router::new()
-        .merge(webhooks::router())
+        .merge(webhooks::router(&state))
         .merge(health::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::Error::Internal(anyhow::anyhow!(
                 "handler panicked"
@@ -70,6 +70,7 @@ impl Application {
             pool,
             inbox,
             providers: Arc::new(settings.providers()?),
+            limits: Arc::new(Limits::new(settings.limits.clone())),
             wake: Arc::new(Notify::new()),
             ingest_timeout,
             max_body_bytes: settings.server.max_body_bytes,

@@ -2,51 +2,62 @@
 //! body with the provider's scheme, store the event once, and acknowledge with
 //! `{"received":true}` as soon as the row is committed. Processing happens later, in the worker.
 
-use std::{net::SocketAddr, time::Instant};
+use std::time::{Duration, Instant};
 
 use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::{ConnectInfo, Path, State, rejection::BytesRejection},
+    Extension, Json, Router,
+    body::{Body, Bytes},
+    extract::{Path, State},
     http::HeaderMap,
+    middleware,
     routing::post,
 };
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
     inbox::{NewEvent, Stored},
+    limits::{self, ClientIp, Limits},
     startup::AppState,
 };
 
-/// The webhook routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/{provider}", post(receive))
+/// The webhook routes, behind the abuse limits.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/{provider}", post(receive))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::guard))
 }
 
 async fn receive(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>> {
     let started = Instant::now();
-    let body = body.map_err(|r| Error::from_body(r, state.max_body_bytes))?;
     let provider = state
         .providers
         .get(&provider)
         .ok_or(Error::UnknownProvider)?;
+    if !Limits::allowed(&provider.allow_ips, client) {
+        tracing::warn!(provider = %provider.name, client = %client, "webhook refused: address not allowed");
+        return Err(Error::Forbidden(
+            "this address may not deliver for this provider",
+        ));
+    }
+    let body = read_body(body, state.max_body_bytes, state.limits.body_timeout()).await?;
     let now = chrono::Utc::now().timestamp();
     let key = match provider.verify(&headers, &body, now) {
         Ok(key) => key,
         Err(e) => {
-            tracing::warn!(provider = %provider.name, client = %client.ip(), reason = %e, bytes = body.len(), "webhook rejected: signature");
+            tracing::warn!(provider = %provider.name, client = %client, reason = %e, bytes = body.len(), "webhook rejected: signature");
             return Err(e.into());
         }
     };
     let event = NewEvent::parse(provider, &body, &headers).inspect_err(|e| {
-        tracing::warn!(client = %client.ip(), reason = %e, "webhook rejected: payload");
+        tracing::warn!(provider = %provider.name, client = %client, reason = %e, "webhook rejected: payload");
     })?;
     let (event_id, event_type, delivery_id) = (
         event.event_id.clone(),
@@ -68,4 +79,22 @@ async fn receive(
         "webhook acknowledged"
     );
     Ok(Json(json!({ "received": true })))
+}
+
+/// Reads the whole body, at most `limit` bytes (413) within `timeout` (408).
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes> {
+    let read = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(Error::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Error::PayloadTooLarge { limit })
+        }
+        Ok(Err(e)) => Err(Error::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
 }

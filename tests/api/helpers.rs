@@ -148,6 +148,8 @@ pub fn test_settings(database_url: &str) -> Settings {
         ("FLUID_WEBHOOKS_WORKER__POLL_INTERVAL_MS", "50"),
         ("FLUID_WEBHOOKS_WORKER__RETRY_BASE_MS", "100"),
         ("FLUID_WEBHOOKS_WORKER__RETRY_MAX_MS", "400"),
+        // Tests send bursts from one address; the limits have tests of their own.
+        ("FLUID_WEBHOOKS_LIMITS__RATE_PER_SECOND", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

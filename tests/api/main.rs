@@ -4,6 +4,7 @@
 
 mod cli;
 mod helpers;
+mod limits;
 mod outage;
 mod processes;
 mod processing;

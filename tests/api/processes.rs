@@ -51,6 +51,7 @@ impl Service {
             ("PORT", "0"),
             ("FLUID_WEBHOOKS_LOG__FORMAT", "json"),
             ("RUST_LOG", "info"),
+            ("FLUID_WEBHOOKS_LIMITS__RATE_PER_SECOND", "0"),
         ];
         all.extend_from_slice(vars);
         let mut command = command(&all);
