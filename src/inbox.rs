@@ -25,6 +25,37 @@ use crate::{config::IngestSettings, error::Error, providers::Provider};
 /// Longest event id or event type stored; longer ones are refused with 400.
 const MAX_KEY_LEN: usize = 255;
 
+/// Deepest nesting of arrays and objects accepted. FLUID's bodies are 4 deep; PostgreSQL's jsonb
+/// parser runs out of stack far below the 1 MiB body limit (found by the hostile-input tests).
+const MAX_DEPTH: usize = 64;
+
+/// The deepest nesting of `[` and `{` in a JSON text, outside strings. A byte scan: cheap enough
+/// for every delivery, unlike parsing into a tree.
+fn nesting_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A verified delivery, ready to store.
 #[derive(Debug)]
 pub struct NewEvent {
@@ -73,6 +104,11 @@ impl NewEvent {
                 _ => format!("body is not valid JSON: {e}"),
             })
         })?;
+        if nesting_depth(body) > MAX_DEPTH {
+            return Err(Error::BadRequest(format!(
+                "body is nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
         // serde would also read a struct from a JSON array; a webhook body is an object.
         if !body.trim_ascii_start().starts_with(b"{") {
             return Err(Error::BadRequest("body must be a JSON object".into()));
@@ -285,8 +321,10 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
         .collect())
 }
 
+/// PostgreSQL refused the data itself: class 22 (data exception, e.g. a `\u0000` jsonb cannot
+/// hold) or 54 (program limit exceeded, e.g. nesting too deep for the jsonb parser).
 fn is_data_error(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("54")))
 }
 
 /// Sorts a database failure into the client's fault (400: PostgreSQL refused the data, e.g. a
@@ -364,9 +402,17 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a":"[[[[\"[[["}"#), 1);
+        assert_eq!(nesting_depth(b"[[[]]]"), 3);
+    }
+
+    #[test]
     fn non_objects_and_broken_json_are_bad_requests() {
         let headers = HeaderMap::new();
         let long_id = format!(r#"{{"event_id":"{}"}}"#, "x".repeat(300));
+        let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(65), "]".repeat(65));
         for body in [
             "",
             "{",
@@ -376,6 +422,7 @@ mod tests {
             r#"{"event_id":5}"#,
             "{} trailing",
             long_id.as_str(),
+            deep.as_str(),
         ] {
             assert!(
                 matches!(

@@ -20,6 +20,8 @@ pub mod database;
 pub mod embedded_postgres;
 pub mod error;
 pub mod health;
+#[cfg(test)]
+mod hostile_input;
 pub mod inbox;
 pub mod limits;
 pub mod mapping;

@@ -281,3 +281,58 @@ async fn during_a_key_rotation_the_previous_secret_is_still_accepted() {
     assert_eq!(retired.status(), 401);
     assert_eq!(app.stored("evt_rotated").await, 1);
 }
+
+#[tokio::test]
+async fn hostile_inputs_get_4xx_and_change_nothing() {
+    let app = spawn_app().await;
+    let body = Event::new("transaction.completed", "evt_hostile", "FLU-H").body();
+    let sign = |b: &str| signature::sign(&Secret::new(SECRET), b.as_bytes());
+    let client = reqwest::Client::new();
+    let url = format!("{}/webhooks/fluid", app.address);
+
+    // A non-UTF-8 signature header.
+    let raw =
+        reqwest::header::HeaderValue::from_bytes(b"\xff\xfe\xc3\x28").expect("obs-text is allowed");
+    let response = client
+        .post(&url)
+        .header("x-fluid-signature", raw)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+    // An absurd, non-UTF-8 delivery timestamp (unsigned, only kept) does not disturb a valid delivery.
+    let response = client
+        .post(&url)
+        .header("x-fluid-signature", sign(&body))
+        .header(
+            "x-fluid-timestamp",
+            reqwest::header::HeaderValue::from_bytes(b"99999999999999999999\xff").expect("bytes"),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    // Deeply nested JSON, signed.
+    let deep = format!(
+        r#"{{"event_id":"evt_deep","x":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert_eq!(app.post_signed(&deep).await.status(), 400);
+    // A number no float holds, and a huge string, signed.
+    let absurd = r#"{"event_id":"evt_num","timestamp":"99999-99-99T99:99:99Z","n":1e999999}"#;
+    assert_eq!(app.post_signed(absurd).await.status(), 400);
+    let huge = format!(
+        r#"{{"event_id":"evt_huge","x":"{}"}}"#,
+        "y".repeat(2 * 1024 * 1024)
+    );
+    assert_eq!(app.post_signed(&huge).await.status(), 413);
+
+    assert_eq!(
+        app.event_count().await,
+        1,
+        "only the valid delivery is stored"
+    );
+}
