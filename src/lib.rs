@@ -28,6 +28,7 @@ pub mod mapping;
 pub mod payload;
 pub mod providers;
 pub mod secret;
+pub mod server;
 pub mod signature;
 pub mod startup;
 pub mod telemetry;

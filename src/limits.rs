@@ -32,6 +32,8 @@ pub struct LimitSettings {
     pub burst: f64,
     /// Requests handled at once; beyond, 503.
     pub max_concurrent_requests: usize,
+    /// Time a client has to send its request head; slower, the connection is closed.
+    pub header_timeout_ms: u64,
     /// Time a client has to send the body; slower, 408.
     pub body_timeout_ms: u64,
     /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
@@ -185,6 +187,7 @@ mod tests {
             rate_per_second: rate,
             burst,
             max_concurrent_requests: 10,
+            header_timeout_ms: 1000,
             body_timeout_ms: 1000,
             trusted_proxies: trusted.iter().map(|n| n.parse().expect("CIDR")).collect(),
             require_https: false,

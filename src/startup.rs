@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
-    limits::Limits, providers::Providers, secret::Secret, webhooks, worker::Worker,
+    limits::Limits, providers::Providers, secret::Secret, server, webhooks, worker::Worker,
 };
 
 /// What every handler can reach.
@@ -111,17 +111,20 @@ impl Application {
                 workers.spawn(worker.run(shutdown.clone()));
             }
         }
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let server =
-            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let mut server = tokio::spawn(server.into_future());
+        let header_timeout = Duration::from_millis(settings.limits.header_timeout_ms);
+        let mut server = tokio::spawn(server::serve(
+            listener,
+            router(state),
+            header_timeout,
+            shutdown.clone(),
+        ));
 
         let served = tokio::select! {
             result = &mut server => result,
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!("in-flight requests did not finish within {grace:?}; closing them");
                 server.abort();
-                Ok(Ok(()))
+                Ok(())
             }
         };
         shutdown.cancel();
@@ -134,7 +137,7 @@ impl Application {
             "the worker did not finish its batch (it will be retried)",
         )
         .await;
-        served.context("server task")?.context("serving HTTP")
+        served.context("server task")
     }
 }
 

@@ -277,3 +277,32 @@ async fn beyond_the_cap_on_requests_in_flight_the_answer_is_503() {
         "the slot is free again"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let app = spawn_app_with(|s| s.limits.header_timeout_ms = 300).await;
+    let address: std::net::SocketAddr = app
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let mut stream = TcpSocket::new_v4()
+        .expect("socket")
+        .connect(address)
+        .await
+        .expect("connect");
+
+    stream
+        .write_all(b"POST /webhooks/fluid HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("write");
+
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the server closed the connection"
+    );
+}
