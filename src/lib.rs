@@ -3,16 +3,19 @@
 //!
 //! The modules follow the path a delivery takes:
 //!
-//! - [`webhooks`]: the `POST /webhooks/fluid` route, which checks the
-//! - [`signature`] over the raw body, then stores the event once in the
-//! - [`inbox`] (`webhook_events`, unique per event id) and answers `{"received":true}`;
-//! - [`worker`] claims stored events in batches and applies them to
+//! - [`server`] accepts connections (with read timeouts), [`limits`] guards the routes,
+//! - [`webhooks`]: the `POST /webhooks/{provider}` route, which checks the
+//! - [`signature`] of the sender's scheme ([`providers`]) over the raw body, then stores the event
+//!   once in the
+//! - [`inbox`] (`webhook_events`, unique per provider and event id, group commit) and answers
+//!   `{"received":true}`;
+//! - [`worker`] claims stored events in batches, reads them through [`mapping`] and applies them to
 //! - [`transactions`], whose state rules are the pure function [`transactions::rules::decide`].
 //!
-//! Around them: [`payload`] (FLUID's body), [`config`] and [`secret`] (settings), [`database`]
-//! (pool, migrations), [`embedded_postgres`] (the private PostgreSQL used when `DATABASE_URL` is
-//! unset), [`startup`] (wiring, shutdown), [`health`], [`error`] (the HTTP error type),
-//! [`telemetry`] (logs) and [`cli`] (the subcommands).
+//! Around them: [`payload`] (the senders' bodies), [`config`] and [`secret`] (settings),
+//! [`database`] (pool, migrations), [`embedded_postgres`] (the private PostgreSQL used when
+//! `DATABASE_URL` is unset), [`startup`] (wiring, shutdown), [`health`], [`error`] (the HTTP error
+//! type), [`telemetry`] (logs) and [`cli`] (the subcommands).
 
 pub mod cli;
 pub mod config;
