@@ -13,15 +13,17 @@ const HC_CURRENT: &str = "hc_current_secret";
 const HC_PREVIOUS: &str = "hc_previous_secret";
 // base64 of 32 bytes, as Standard Webhooks secrets are.
 const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SW_PREVIOUS: &str = "whsec_c2VjcmV0LW9mLWEtcm90YXRlZC1lbmRwb2ludA==";
 
 fn declare(s: &mut Settings) {
     let declared = "[honeycoin]\nscheme = \"timestamped\"\nsecrets_env = [\"HC_SECRET\", \"HC_SECRET_PREVIOUS\"]\nmapping = \"fundkit\"\n\
-                    [acme]\nscheme = \"standard-webhooks\"\nsecrets_env = [\"ACME_SECRET\"]\nmapping = \"fluid\"\n";
+                    [acme]\nscheme = \"standard-webhooks\"\nsecrets_env = [\"ACME_SECRET\", \"ACME_SECRET_PREVIOUS\"]\nmapping = \"fluid\"\n";
     s.providers = toml::from_str(declared).expect("valid providers");
     for (name, value) in [
         ("HC_SECRET", HC_CURRENT),
         ("HC_SECRET_PREVIOUS", HC_PREVIOUS),
         ("ACME_SECRET", SW_SECRET),
+        ("ACME_SECRET_PREVIOUS", SW_PREVIOUS),
     ] {
         s.provider_secrets.insert(name.into(), Secret::new(value));
     }
@@ -142,8 +144,30 @@ async fn a_standard_webhooks_sender_is_keyed_by_its_signed_message_id() {
     assert_eq!(post("msg_2", now(), good).await, 401, "the id is signed");
     let stale = standard::sign(&key, "msg_3", now() - 600, body.as_bytes());
     assert_eq!(post("msg_3", now() - 600, stale).await, 401, "stale");
+    let future = standard::sign(&key, "msg_4", now() + 600, body.as_bytes());
+    assert_eq!(
+        post("msg_4", now() + 600, future).await,
+        401,
+        "from the future"
+    );
+    let wrong = standard::sign(&[9u8; 32], "msg_5", now(), body.as_bytes());
+    assert_eq!(post("msg_5", now(), wrong).await, 401, "wrong key");
+    let tampered = standard::sign(&key, "msg_6", now(), b"{}");
+    assert_eq!(
+        post("msg_6", now(), tampered).await,
+        401,
+        "signed another body"
+    );
+    let previous = standard::key_bytes(&Secret::new(SW_PREVIOUS)).expect("key");
+    let rotated = standard::sign(&previous, "msg_7", now(), body.as_bytes());
+    assert_eq!(
+        post("msg_7", now(), rotated).await,
+        200,
+        "the previous key during a rotation"
+    );
 
     assert_eq!(app.stored("msg_1").await, 1);
+    assert_eq!(app.event_count().await, 2, "msg_1 and msg_7");
     app.wait_until_processed().await;
     let provider: String =
         sqlx::query_scalar("SELECT provider FROM transactions WHERE reference = 'FLU-SW-1'")
