@@ -61,6 +61,21 @@ async fn server() -> &'static TestServer {
         .await
 }
 
+/// A fresh temp folder the `postgres` OS user can reach (tempfile makes them 0700, which closes
+/// them to PostgreSQL when the tests run as root).
+pub fn reachable_temp_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    dir
+}
+
 /// Starts a throw-away PostgreSQL in a fresh temp folder (reachable by the `postgres` user when we
 /// are root) and a watchdog process that stops it and deletes the folder when this test process
 /// exits, however it exits.
@@ -69,13 +84,7 @@ async fn server() -> &'static TestServer {
     reason = "the watchdog must outlive this process"
 )]
 async fn start_private_server() -> Url {
-    let dir = tempfile::Builder::new()
-        .prefix("fluid-webhooks-test-pg")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = reachable_temp_dir("fluid-webhooks-test-pg").keep();
     let pg = EmbeddedPostgres::start(&dir.join("data"))
         .await
         .expect("start the test PostgreSQL");

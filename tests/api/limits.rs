@@ -200,19 +200,24 @@ async fn https_can_be_required_at_the_proxy() {
     );
 }
 
-/// Opens a raw connection and sends the head of a POST that announces `length` body bytes but
-/// sends only `sent` of them.
-async fn slow_request(app: &TestApp, length: usize, sent: usize) -> tokio::net::TcpStream {
+/// A raw TCP connection to the app, to send exactly the bytes a slow or hostile client would.
+async fn connect(app: &TestApp) -> tokio::net::TcpStream {
     let address: std::net::SocketAddr = app
         .address
         .trim_start_matches("http://")
         .parse()
         .expect("address");
-    let mut stream = TcpSocket::new_v4()
+    TcpSocket::new_v4()
         .expect("socket")
         .connect(address)
         .await
-        .expect("connect");
+        .expect("connect")
+}
+
+/// Opens a raw connection and sends the head of a POST that announces `length` body bytes but
+/// sends only `sent` of them.
+async fn slow_request(app: &TestApp, length: usize, sent: usize) -> tokio::net::TcpStream {
+    let mut stream = connect(app).await;
     let head = format!(
         "POST /webhooks/fluid HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-FLUID-Signature: {}\r\nContent-Length: {length}\r\n\r\n{}",
         "0".repeat(64),
@@ -281,16 +286,7 @@ async fn beyond_the_cap_on_requests_in_flight_the_answer_is_503() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let app = spawn_app_with(|s| s.limits.header_timeout_ms = 300).await;
-    let address: std::net::SocketAddr = app
-        .address
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
-    let mut stream = TcpSocket::new_v4()
-        .expect("socket")
-        .connect(address)
-        .await
-        .expect("connect");
+    let mut stream = connect(&app).await;
 
     stream
         .write_all(b"POST /webhooks/fluid HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")

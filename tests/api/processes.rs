@@ -184,15 +184,7 @@ async fn acknowledged_events_survive_kill_9_and_are_applied_once_after_restart()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_database_url_serve_runs_a_private_postgres_kept_between_runs() {
-    let dir = tempfile::Builder::new()
-        .prefix("fluid-webhooks-embedded")
-        .tempdir()
-        .expect("temp dir");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let dir = crate::helpers::reachable_temp_dir("fluid-webhooks-embedded");
     let body = Event::new("transaction.completed", "evt_embedded", "FLU-EMB").body();
 
     let first = Service::start(&[], Some(dir.path())).await;

@@ -141,15 +141,7 @@ async fn kill_9_in_the_middle_of_a_burst_loses_no_acknowledged_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_restart_mid_burst_gives_no_false_ack_and_the_service_recovers_by_itself() {
     // A server of its own: restarting the shared one would disturb the other tests.
-    let dir = tempfile::Builder::new()
-        .prefix("fluid-webhooks-restart")
-        .tempdir()
-        .expect("temp dir");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let dir = crate::helpers::reachable_temp_dir("fluid-webhooks-restart");
     let pg = EmbeddedPostgres::start(&dir.path().join("pg"))
         .await
         .expect("private PostgreSQL");
