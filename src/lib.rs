@@ -28,6 +28,7 @@ mod hostile_input;
 pub mod inbox;
 pub mod limits;
 pub mod mapping;
+pub mod monitoring;
 pub mod payload;
 pub mod providers;
 pub mod secret;

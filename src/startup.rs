@@ -12,7 +12,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
-    limits::Limits, providers::Providers, secret::Secret, server, webhooks, worker::Worker,
+    limits::Limits, monitoring, providers::Providers, secret::Secret, server, webhooks,
+    worker::Worker,
 };
 
 /// What every handler can reach.
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::router(&state))
         .merge(health::router())
+        .merge(monitoring::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {
@@ -64,6 +66,7 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("listening on {address}"))?;
+        monitoring::install();
         let ingest_timeout = Duration::from_millis(settings.server.ingest_timeout_ms);
         let (inbox, flushers) = Inbox::start(pool.clone(), &settings.ingest, ingest_timeout);
         let state = AppState {

@@ -10,10 +10,11 @@ use axum::{
     extract::{Path, State},
     http::HeaderMap,
     middleware,
+    response::{IntoResponse, Response},
     routing::post,
 };
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     error::{Error, Result},
@@ -22,11 +23,57 @@ use crate::{
     startup::AppState,
 };
 
-/// The webhook routes, behind the abuse limits.
+/// The webhook routes, behind the abuse limits, every answer counted.
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/webhooks/{provider}", post(receive))
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::guard))
+        .route_layer(middleware::from_fn(count))
+}
+
+/// What the route did with a delivery, for the `fluid_webhooks_received_total` counter.
+#[derive(Debug, Clone)]
+struct Counted {
+    event_type: String,
+    outcome: &'static str,
+}
+
+/// Counts every answer of the webhook route by provider, event type and outcome, and times the
+/// acknowledgements.
+async fn count(
+    Path(provider): Path<String>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let (event_type, outcome) = match response.extensions().get::<Counted>() {
+        Some(counted) => (counted.event_type.clone(), counted.outcome),
+        None => {
+            let outcome = match response.status().as_u16() {
+                401 => "bad_signature",
+                429 => "rate_limited",
+                403 => "forbidden",
+                404 => "unknown_provider",
+                503 => "unavailable",
+                _ => "rejected",
+            };
+            (String::new(), outcome)
+        }
+    };
+    // Only configured providers get their own label: an attacker must not mint label values.
+    let provider = if outcome == "unknown_provider" {
+        "unknown".to_string()
+    } else {
+        provider
+    };
+    if response.status().is_success() {
+        metrics::histogram!("fluid_webhooks_ack_seconds", "provider" => provider.clone())
+            .record(started.elapsed().as_secs_f64());
+    }
+    metrics::counter!("fluid_webhooks_received_total", "provider" => provider, "event_type" => event_type, "outcome" => outcome)
+        .increment(1);
+    response
 }
 
 async fn receive(
@@ -35,7 +82,7 @@ async fn receive(
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let started = Instant::now();
     let provider = state
         .providers
@@ -78,7 +125,12 @@ async fn receive(
         ack_ms = started.elapsed().as_secs_f64() * 1000.0,
         "webhook acknowledged"
     );
-    Ok(Json(json!({ "received": true })))
+    let mut response = Json(json!({ "received": true })).into_response();
+    response.extensions_mut().insert(Counted {
+        event_type,
+        outcome: stored.as_str(),
+    });
+    Ok(response)
 }
 
 /// Reads the whole body, at most `limit` bytes (413) within `timeout` (408).

@@ -213,6 +213,18 @@ impl Worker {
                 batch_ms,
                 "event processed"
             );
+            let provider = event.provider.clone();
+            let outcome = done.outcome.unwrap_or("-");
+            metrics::counter!("fluid_webhooks_processed_total", "provider" => provider.clone(), "status" => done.status, "outcome" => outcome)
+                .increment(1);
+            if done.error.is_some() {
+                metrics::counter!("fluid_webhooks_processing_failures_total", "provider" => provider.clone()).increment(1);
+            }
+            if done.status != "pending" {
+                let lag = (now - event.received_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                metrics::histogram!("fluid_webhooks_processing_seconds", "provider" => provider)
+                    .record(lag.max(0.0));
+            }
         }
         Ok(count)
     }

@@ -193,6 +193,9 @@ pub async fn apply(
         decisions.push(decision);
     }
 
+    for plan in plans.values() {
+        observe_final(plan);
+    }
     let (created, moved): (Vec<&Plan<'_>>, Vec<&Plan<'_>>) = plans
         .values()
         .filter(|p| p.last_event.is_some())
@@ -204,6 +207,24 @@ pub async fn apply(
         update(conn, &moved).await?;
     }
     Ok(decisions)
+}
+
+/// A transaction that reached a final state in this batch: how long it took from its creation
+/// (FLUID's `created_at`, when the events said) to the event that ended it.
+fn observe_final(plan: &Plan<'_>) {
+    let (Some(now), Some(_), Some(created)) =
+        (plan.now, plan.last_event, plan.details.fluid_created_at)
+    else {
+        return;
+    };
+    if matches!(
+        now.status,
+        Status::Completed | Status::Failed | Status::Reversed
+    ) {
+        let seconds = (now.last_event_at - created).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("fluid_webhooks_transaction_duration_seconds", "provider" => plan.provider.to_string(), "status" => now.status.as_str())
+            .record(seconds);
+    }
 }
 
 /// The rows to write, column by column, for `unnest`.

@@ -5,6 +5,7 @@
 mod cli;
 mod helpers;
 mod limits;
+mod monitoring;
 mod outage;
 mod processes;
 mod processing;
