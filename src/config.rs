@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use crate::{
     limits::LimitSettings,
     providers::{ProviderSettings, Providers},
+    retention::RetentionSettings,
     secret::Secret,
 };
 
@@ -86,6 +87,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The `[log]` table.
     pub log: LogSettings,
+    /// The `[retention]` table.
+    pub retention: RetentionSettings,
     /// The `[limits]` table.
     pub limits: LimitSettings,
     /// The `[allow_ips]` table: per provider, the networks allowed to deliver (none: anyone).
@@ -105,6 +108,7 @@ struct FileSettings {
     database: DatabaseSettings,
     worker: WorkerSettings,
     log: LogSettings,
+    retention: RetentionSettings,
     limits: LimitSettings,
     #[serde(default)]
     allow_ips: BTreeMap<String, Vec<IpNet>>,
@@ -333,6 +337,7 @@ impl Settings {
             database: file.database,
             worker: file.worker,
             log: file.log,
+            retention: file.retention,
             limits: file.limits,
             allow_ips: file.allow_ips,
             providers: file.providers,
@@ -346,7 +351,18 @@ impl Settings {
         let (server, ingest, database, worker) =
             (&self.server, &self.ingest, &self.database, &self.worker);
         let limits = &self.limits;
-        let checks: [(bool, &str, &str); 16] = [
+        let retention = &self.retention;
+        let checks: [(bool, &str, &str); 18] = [
+            (
+                !(1..=100_000).contains(&retention.batch_size),
+                "retention.batch_size",
+                "must be 1 to 100000",
+            ),
+            (
+                retention.interval_secs == 0,
+                "retention.interval_secs",
+                "must be at least 1",
+            ),
             (
                 !(limits.rate_per_second >= 0.0 && limits.rate_per_second.is_finite()),
                 "limits.rate_per_second",

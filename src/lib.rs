@@ -31,6 +31,7 @@ pub mod mapping;
 pub mod monitoring;
 pub mod payload;
 pub mod providers;
+pub mod retention;
 pub mod secret;
 pub mod server;
 pub mod signature;

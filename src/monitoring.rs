@@ -14,6 +14,7 @@
 //! | `fluid_webhooks_transactions` | gauge | status |
 //! | `fluid_webhooks_transaction_duration_seconds` | histogram (created to final, 5/10/30/60/120 s) | provider, status |
 //! | `fluid_webhooks_db_pool_connections` | gauge | state (idle, in_use) |
+//! | `fluid_webhooks_purged_total` | counter | |
 
 use std::{
     sync::{Mutex, OnceLock},

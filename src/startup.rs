@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
-    limits::Limits, monitoring, providers::Providers, secret::Secret, server, webhooks,
+    limits::Limits, monitoring, providers::Providers, retention, secret::Secret, server, webhooks,
     worker::Worker,
 };
 
@@ -113,6 +113,11 @@ impl Application {
                 );
                 workers.spawn(worker.run(shutdown.clone()));
             }
+            workers.spawn(retention::run(
+                state.pool.clone(),
+                settings.retention.clone(),
+                shutdown.clone(),
+            ));
         }
         let header_timeout = Duration::from_millis(settings.limits.header_timeout_ms);
         let mut server = tokio::spawn(server::serve(

@@ -435,3 +435,44 @@ async fn an_invalid_transaction_payload_is_stored_and_marked_failed_without_retr
     }
     assert_eq!(app.status_of("FLU-BAD").await, None);
 }
+
+#[tokio::test]
+async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
+    let app = spawn_app_with(|s| s.worker.enabled = false).await;
+    sqlx::raw_sql(
+        "INSERT INTO webhook_events (event_id, event_type, payload, status, received_at) VALUES \
+           ('old_processed_1', 'transaction.completed', '{}', 'processed', now() - interval '100 days'), \
+           ('old_processed_2', 'transaction.completed', '{}', 'processed', now() - interval '95 days'), \
+           ('old_ignored', 'settlement.created', '{}', 'ignored', now() - interval '200 days'), \
+           ('old_pending', 'transaction.completed', '{}', 'pending', now() - interval '100 days'), \
+           ('old_failed', 'transaction.completed', '{}', 'failed', now() - interval '100 days'), \
+           ('recent_processed', 'transaction.completed', '{}', 'processed', now() - interval '89 days'); \
+         INSERT INTO transactions (reference, status, last_event_id, last_event_type, last_event_at) \
+           VALUES ('FLU-KEPT', 'completed', 'old_processed_1', 'transaction.completed', now() - interval '100 days');",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("old rows");
+
+    let purged = fluid_webhooks::retention::purge(
+        &app.pool,
+        90,
+        2,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("purge");
+
+    assert_eq!(purged, 3, "two batches of at most 2");
+    let mut left: Vec<String> = sqlx::query_scalar("SELECT event_id FROM webhook_events")
+        .fetch_all(&app.pool)
+        .await
+        .expect("ids");
+    left.sort();
+    assert_eq!(left, ["old_failed", "old_pending", "recent_processed"]);
+    assert_eq!(
+        app.status_of("FLU-KEPT").await.as_deref(),
+        Some("completed"),
+        "transactions are kept"
+    );
+}
