@@ -176,7 +176,7 @@ pub struct WorkerSettings {
     pub retry_base_ms: u64,
     /// Longest retry delay.
     pub retry_max_ms: u64,
-    /// Failed attempts before an event is parked as `failed`.
+    /// Failed attempts before an event is parked as `dead`.
     pub max_attempts: i32,
 }
 

@@ -4,7 +4,7 @@
 //! Claims are row locks, not leases: if this process dies mid-batch its connection drops, the
 //! transaction rolls back and the events are pending again for any replica. A batch is applied
 //! with a few set-based statements; if that fails, its events are applied one by one, each in its
-//! own savepoint, so one bad event is retried with exponential backoff (then parked as `failed`)
+//! own savepoint, so one bad event is retried with exponential backoff (then parked as `dead`)
 //! without holding back the others.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
@@ -46,6 +46,8 @@ struct Finished {
     outcome: Option<&'static str>,
     error: Option<String>,
     retry_in_ms: Option<i64>,
+    /// The transaction the event is about, when it is a transaction event.
+    reference: Option<String>,
 }
 
 impl Finished {
@@ -62,6 +64,7 @@ impl Finished {
             outcome,
             error,
             retry_in_ms: None,
+            reference: None,
         }
     }
 }
@@ -174,7 +177,7 @@ impl Worker {
                 Meaning::Ignore => finished.push(Finished::new(event, "ignored", None, None)),
                 Meaning::Invalid(e) => finished.push(Finished::new(
                     event,
-                    "failed",
+                    "dead",
                     None,
                     Some(format!("invalid payload: {e}")),
                 )),
@@ -237,9 +240,11 @@ impl Worker {
         events: &[Prepared],
         claims: &[&Claimed],
     ) -> Result<Vec<Finished>, sqlx::Error> {
-        let processed = |claim: &Claimed, decision: transactions::rules::Decision| {
-            Finished::new(claim, "processed", Some(decision.outcome()), None)
-        };
+        let processed =
+            |claim: &Claimed, event: &Prepared, decision: transactions::rules::Decision| Finished {
+                reference: Some(event.reference.clone()),
+                ..Finished::new(claim, "processed", Some(decision.outcome()), None)
+            };
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -249,8 +254,9 @@ impl Worker {
                 savepoint.commit().await?;
                 return Ok(claims
                     .iter()
+                    .zip(events)
                     .zip(decisions)
-                    .map(|(c, d)| processed(c, d))
+                    .map(|((c, e), d)| processed(c, e, d))
                     .collect());
             }
             Err(e) if !matches!(e, sqlx::Error::Database(_)) => return Err(e),
@@ -265,23 +271,27 @@ impl Worker {
             match transactions::apply(&mut savepoint, std::slice::from_ref(event)).await {
                 Ok(decisions) => {
                     savepoint.commit().await?;
-                    finished.extend(decisions.into_iter().map(|d| processed(claim, d)));
+                    finished.extend(decisions.into_iter().map(|d| processed(claim, event, d)));
                 }
                 Err(e) if !matches!(e, sqlx::Error::Database(_)) => return Err(e),
                 Err(e) => {
                     savepoint.rollback().await?;
-                    finished.push(self.failed_attempt(claim, e.to_string()));
+                    let failed = self.failed_attempt(claim, e.to_string());
+                    finished.push(Finished {
+                        reference: Some(event.reference.clone()),
+                        ..failed
+                    });
                 }
             }
         }
         Ok(finished)
     }
 
-    /// A failed attempt: retried after a backoff, or parked as `failed` after `max_attempts`.
+    /// A failed attempt: retried after a backoff, or parked as `dead` after `max_attempts`.
     fn failed_attempt(&self, claim: &Claimed, error: String) -> Finished {
         let attempts = claim.attempts + 1;
         if attempts >= self.settings.max_attempts {
-            return Finished::new(claim, "failed", None, Some(error));
+            return Finished::new(claim, "dead", None, Some(error));
         }
         let exp = (attempts - 1).clamp(0, 30) as u32;
         let delay = self
@@ -303,7 +313,7 @@ async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
     }
 }
 
-/// Writes every event's outcome in one statement.
+/// Writes every event's outcome in one statement, and appends the attempt to its history.
 async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
     let providers: Vec<&str> = finished.iter().map(|f| f.provider.as_str()).collect();
     let ids: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
@@ -311,15 +321,19 @@ async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx
     let outcomes: Vec<Option<&str>> = finished.iter().map(|f| f.outcome).collect();
     let errors: Vec<Option<&str>> = finished.iter().map(|f| f.error.as_deref()).collect();
     let retries: Vec<Option<i64>> = finished.iter().map(|f| f.retry_in_ms).collect();
+    let references: Vec<Option<&str>> = finished.iter().map(|f| f.reference.as_deref()).collect();
     sqlx::query(
         "UPDATE webhook_events AS e SET \
              status = f.status, outcome = f.outcome, last_error = f.error, \
              attempts = e.attempts + 1, \
              next_attempt_at = CASE WHEN f.retry_in_ms IS NULL THEN e.next_attempt_at \
                                     ELSE now() + f.retry_in_ms * interval '1 millisecond' END, \
-             processed_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END \
-         FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-             AS f(provider, event_id, status, outcome, error, retry_in_ms) \
+             processed_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END, \
+             reference = COALESCE(f.reference, e.reference), \
+             history = e.history || jsonb_build_array(jsonb_build_object( \
+                 'at', now(), 'status', f.status, 'outcome', f.outcome, 'error', f.error)) \
+         FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[]) \
+             AS f(provider, event_id, status, outcome, error, retry_in_ms, reference) \
          WHERE e.provider = f.provider AND e.event_id = f.event_id",
     )
     .bind(&ids)
@@ -328,6 +342,7 @@ async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx
     .bind(&errors)
     .bind(&retries)
     .bind(&providers)
+    .bind(&references)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -388,7 +388,7 @@ async fn a_failed_application_is_retried_with_backoff_and_its_error_recorded() {
 }
 
 #[tokio::test]
-async fn an_event_that_keeps_failing_is_parked_as_failed_after_max_attempts() {
+async fn an_event_that_keeps_failing_is_parked_as_dead_after_max_attempts() {
     let app = spawn_app_with(|s| s.worker.max_attempts = 2).await;
     sqlx::raw_sql(
         "CREATE FUNCTION fail_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'always'; END $$; \
@@ -407,12 +407,12 @@ async fn an_event_that_keeps_failing_is_parked_as_failed_after_max_attempts() {
     app.wait_until_processed().await;
 
     let (status, _, attempts, error) = app.event_state("evt_doomed").await;
-    assert_eq!((status.as_str(), attempts), ("failed", 2));
+    assert_eq!((status.as_str(), attempts), ("dead", 2));
     assert!(error.is_some_and(|e| e.contains("always")));
 }
 
 #[tokio::test]
-async fn an_invalid_transaction_payload_is_stored_and_marked_failed_without_retries() {
+async fn an_invalid_transaction_payload_is_stored_and_parked_dead_without_retries() {
     let app = spawn_app().await;
     let no_reference = r#"{"event":"transaction.completed","event_id":"evt_noref","data":{"transaction":{"amount":5}}}"#;
     let bad_amount = Event {
@@ -427,7 +427,7 @@ async fn an_invalid_transaction_payload_is_stored_and_marked_failed_without_retr
 
     for (id, expected) in [("evt_noref", "reference"), ("evt_badamt", "amount")] {
         let (status, _, attempts, error) = app.event_state(id).await;
-        assert_eq!((status.as_str(), attempts), ("failed", 1), "{id}");
+        assert_eq!((status.as_str(), attempts), ("dead", 1), "{id}");
         assert!(
             error.as_deref().is_some_and(|e| e.contains(expected)),
             "{id}: {error:?}"
@@ -445,7 +445,7 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
            ('old_processed_2', 'transaction.completed', '{}', 'processed', now() - interval '95 days'), \
            ('old_ignored', 'settlement.created', '{}', 'ignored', now() - interval '200 days'), \
            ('old_pending', 'transaction.completed', '{}', 'pending', now() - interval '100 days'), \
-           ('old_failed', 'transaction.completed', '{}', 'failed', now() - interval '100 days'), \
+           ('old_dead', 'transaction.completed', '{}', 'dead', now() - interval '100 days'), \
            ('recent_processed', 'transaction.completed', '{}', 'processed', now() - interval '89 days'); \
          INSERT INTO transactions (reference, status, last_event_id, last_event_type, last_event_at) \
            VALUES ('FLU-KEPT', 'completed', 'old_processed_1', 'transaction.completed', now() - interval '100 days');",
@@ -469,7 +469,7 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
         .await
         .expect("ids");
     left.sort();
-    assert_eq!(left, ["old_failed", "old_pending", "recent_processed"]);
+    assert_eq!(left, ["old_dead", "old_pending", "recent_processed"]);
     assert_eq!(
         app.status_of("FLU-KEPT").await.as_deref(),
         Some("completed"),
