@@ -75,6 +75,8 @@ pub struct Settings {
     pub secret: Secret,
     /// The previous secret during a rotation (`FLUID_WEBHOOK_SECRET_PREVIOUS`), also accepted.
     pub previous_secret: Option<Secret>,
+    /// `ADMIN_TOKEN`: the bearer token of the admin API, which is off when it is unset.
+    pub admin_token: Option<Secret>,
     /// `DATABASE_URL`; `None` starts the embedded PostgreSQL.
     pub database_url: Option<Secret>,
     /// The `[server]` table.
@@ -327,6 +329,11 @@ impl Settings {
             env,
             secret: Secret::new(""),
             previous_secret: None,
+            admin_token: vars
+                .get("ADMIN_TOKEN")
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
             database_url: vars
                 .get("DATABASE_URL")
                 .map(|s| s.trim())

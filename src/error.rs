@@ -37,6 +37,9 @@ pub enum Error {
     /// The route exists, the method does not: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No or wrong admin bearer token: 401.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
     /// The client's address may not deliver for this provider, or HTTPS is required: 403.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
@@ -72,6 +75,7 @@ impl Error {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::UnknownProvider => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

@@ -17,6 +17,7 @@
 //! `DATABASE_URL` is unset), [`startup`] (wiring, shutdown), [`health`], [`error`] (the HTTP error
 //! type), [`telemetry`] (logs) and [`cli`] (the subcommands).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod database;

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
-    config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health, inbox::Inbox,
-    limits::Limits, monitoring, providers::Providers, retention, secret::Secret, server, webhooks,
-    worker::Worker,
+    admin, config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health,
+    inbox::Inbox, limits::Limits, monitoring, providers::Providers, retention, secret::Secret,
+    server, webhooks, worker::Worker,
 };
 
 /// What every handler can reach.
@@ -35,9 +35,11 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface; the admin API only with a token.
+pub fn router(state: AppState, admin_token: Option<Secret>) -> Router {
+    let admin = admin_token.map(admin::router).unwrap_or_default();
     Router::new()
+        .merge(admin)
         .merge(webhooks::router(&state))
         .merge(health::router())
         .merge(monitoring::router())
@@ -122,7 +124,7 @@ impl Application {
         let header_timeout = Duration::from_millis(settings.limits.header_timeout_ms);
         let mut server = tokio::spawn(server::serve(
             listener,
-            router(state),
+            router(state, settings.admin_token.clone()),
             header_timeout,
             shutdown.clone(),
         ));

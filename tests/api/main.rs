@@ -2,6 +2,7 @@
 //! (a private server started from the local binaries, or `DATABASE_URL` when set). Every test
 //! gets its own database, created from a migrated template. Logs show when `TEST_LOG` is set.
 
+mod admin;
 mod cli;
 mod helpers;
 mod limits;
