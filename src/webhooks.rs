@@ -28,7 +28,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/webhooks/{provider}", post(receive))
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::guard))
-        .route_layer(middleware::from_fn(count))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count))
 }
 
 /// What the route did with a delivery, for the `fluid_webhooks_received_total` counter.
@@ -41,6 +41,7 @@ struct Counted {
 /// Counts every answer of the webhook route by provider, event type and outcome, and times the
 /// acknowledgements.
 async fn count(
+    State(state): State<AppState>,
     Path(provider): Path<String>,
     request: axum::extract::Request,
     next: middleware::Next,
@@ -61,11 +62,12 @@ async fn count(
             (String::new(), outcome)
         }
     };
-    // Only configured providers get their own label: an attacker must not mint label values.
-    let provider = if outcome == "unknown_provider" {
-        "unknown".to_string()
-    } else {
+    // Only configured providers get their own label, whatever the outcome (a rate-limited flood
+    // to /webhooks/<random> included): a client must not be able to mint label values.
+    let provider = if state.providers.get(&provider).is_some() {
         provider
+    } else {
+        "unknown".to_string()
     };
     if response.status().is_success() {
         metrics::histogram!("fluid_webhooks_ack_seconds", "provider" => provider.clone())
