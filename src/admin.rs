@@ -119,8 +119,7 @@ async fn list_events(
         .bind(f.before)
         .bind(limit)
         .fetch_all(&state.pool)
-        .await
-        .map_err(|e| crate::inbox::classify(&e))?;
+        .await?;
     let next_before = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();
@@ -141,10 +140,9 @@ async fn one_event(
         .bind(&provider)
         .bind(&event_id)
         .fetch_optional(&state.pool)
-        .await
-        .map_err(|e| crate::inbox::classify(&e))?
+        .await?
         .ok_or(Error::NotFound)?;
-    let summary = EventSummary::from_row(&found).map_err(|e| Error::Internal(e.into()))?;
+    let summary = EventSummary::from_row(&found)?;
     let get_json = |name: &str| {
         found
             .try_get::<sqlx::types::Json<Value>, _>(name)
@@ -153,14 +151,14 @@ async fn one_event(
     let text = |name: &str| found.try_get::<Option<String>, _>(name);
     let body = json!({
         "event": summary,
-        "payload": get_json("payload").map_err(|e| Error::Internal(e.into()))?,
-        "history": get_json("history").map_err(|e| Error::Internal(e.into()))?,
+        "payload": get_json("payload")?,
+        "history": get_json("history")?,
         "delivery": {
-            "id": text("delivery_id").map_err(|e| Error::Internal(e.into()))?,
-            "event": text("delivery_event").map_err(|e| Error::Internal(e.into()))?,
-            "timestamp": text("delivery_timestamp").map_err(|e| Error::Internal(e.into()))?,
+            "id": text("delivery_id")?,
+            "event": text("delivery_event")?,
+            "timestamp": text("delivery_timestamp")?,
         },
-        "next_attempt_at": found.try_get::<DateTime<Utc>, _>("next_attempt_at").map_err(|e| Error::Internal(e.into()))?,
+        "next_attempt_at": found.try_get::<DateTime<Utc>, _>("next_attempt_at")?,
     });
     Ok(Json(body))
 }
@@ -180,8 +178,7 @@ async fn replay_one(
         .bind(&provider)
         .bind(&event_id)
         .fetch_optional(&state.pool)
-        .await
-        .map_err(|e| crate::inbox::classify(&e))?;
+        .await?;
     if replayed.is_none() {
         let exists: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM webhook_events WHERE provider = $1 AND event_id = $2",
@@ -189,8 +186,7 @@ async fn replay_one(
         .bind(&provider)
         .bind(&event_id)
         .fetch_optional(&state.pool)
-        .await
-        .map_err(|e| crate::inbox::classify(&e))?;
+        .await?;
         exists.ok_or(Error::NotFound)?;
     }
     state.wake.notify_one();
@@ -209,8 +205,7 @@ async fn replay_dead(State(state): State<AppState>) -> Result<Json<Value>> {
     let sql = format!("{REPLAY} WHERE status = 'dead'");
     let replayed = sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(&state.pool)
-        .await
-        .map_err(|e| crate::inbox::classify(&e))?
+        .await?
         .rows_affected();
     state.wake.notify_one();
     tracing::info!(replayed, "admin: replay of every dead event");
@@ -251,7 +246,7 @@ async fn stats(State(state): State<AppState>, Query(w): Query<Window>) -> Result
     .bind(until)
     .fetch_all(&state.pool)
     .await
-    .map_err(|e| crate::inbox::classify(&e))?;
+    ?;
     let (total, groups): (Vec<Group>, Vec<Group>) =
         groups.into_iter().partition(|g| g.provider.is_none());
     Ok(Json(
@@ -305,7 +300,7 @@ async fn transactions(
     .bind(&q.partner_reference)
     .fetch_all(&state.pool)
     .await
-    .map_err(|e| crate::inbox::classify(&e))?;
+    ?;
     let mut found = Vec::with_capacity(rows.len());
     for row in rows {
         let sql = format!(
@@ -315,8 +310,7 @@ async fn transactions(
             .bind(&row.provider)
             .bind(&row.reference)
             .fetch_all(&state.pool)
-            .await
-            .map_err(|e| crate::inbox::classify(&e))?;
+            .await?;
         found.push(json!({ "transaction": row, "events": events }));
     }
     if found.is_empty() {

@@ -111,6 +111,14 @@ impl IntoResponse for Error {
     }
 }
 
+impl From<sqlx::Error> for Error {
+    /// A database failure, sorted by [`crate::inbox::classify`]: bad data 400, unreachable 503,
+    /// anything else 500.
+    fn from(error: sqlx::Error) -> Self {
+        crate::inbox::classify(&error)
+    }
+}
+
 /// Answers unknown routes with a JSON 404.
 pub async fn not_found() -> Error {
     Error::NotFound
