@@ -10,6 +10,7 @@ RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > benches/ingest.rs \
     && cargo build --release --locked --bin fluid-webhooks \
     && rm -rf src benches
+COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY migrations ./migrations

@@ -476,3 +476,68 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
         "transactions are kept"
     );
 }
+
+#[tokio::test]
+async fn every_status_change_is_announced_on_the_transaction_status_channel() {
+    let app = spawn_app().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.database_url)
+        .await
+        .expect("listener");
+    listener.listen("transaction_status").await.expect("listen");
+
+    deliver(
+        &app,
+        &[Event::new("transaction.pending", "evt_n1", "FLU-NOTIFY").at(1)],
+    )
+    .await;
+    deliver(
+        &app,
+        &[Event::new("transaction.pending", "evt_n2", "FLU-NOTIFY").at(2)],
+    )
+    .await; // unchanged: silent
+    deliver(
+        &app,
+        &[Event::new("transaction.completed", "evt_n3", "FLU-NOTIFY").at(3)],
+    )
+    .await;
+
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let notification =
+            tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+                .await
+                .expect("a notification")
+                .expect("received");
+        heard.push(
+            serde_json::from_str::<serde_json::Value>(notification.payload())
+                .expect("JSON payload"),
+        );
+    }
+    let summary: Vec<(String, String, String)> = heard
+        .iter()
+        .map(|n| {
+            let text = |k: &str| n[k].as_str().unwrap_or("null").to_string();
+            (text("status"), text("previous_status"), text("event_id"))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("pending".into(), "null".into(), "evt_n1".into()),
+            ("completed".into(), "pending".into(), "evt_n3".into())
+        ]
+    );
+    assert_eq!(
+        (
+            heard[1]["reference"].as_str(),
+            heard[1]["partner_reference"].as_str()
+        ),
+        (Some("FLU-NOTIFY"), Some("order_FLU-NOTIFY"))
+    );
+    let nothing_more =
+        tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
+    assert!(
+        nothing_more.is_err(),
+        "an unchanged status is not announced"
+    );
+}
