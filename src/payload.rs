@@ -87,15 +87,20 @@ pub struct TransactionData {
     pub completed_at: Option<String>,
 }
 
+/// The text of a JSON number as sent, or of the string holding one (some senders quote amounts).
+fn number_text(raw: &RawValue) -> Result<String, String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str::<String>(text).map_err(|e| e.to_string())
+    } else {
+        Ok(text.to_string())
+    }
+}
+
 /// The text of a decimal amount exactly as sent, checked to be a plain decimal number so that
 /// PostgreSQL's `numeric` stores it digit for digit. Accepts a JSON number or a string holding one.
 pub fn decimal_text(raw: &RawValue) -> Result<String, String> {
-    let text = raw.get();
-    let text = if text.starts_with('"') {
-        serde_json::from_str::<String>(text).map_err(|e| e.to_string())?
-    } else {
-        text.to_string()
-    };
+    let text = number_text(raw)?;
     if is_decimal(&text) {
         Ok(text)
     } else {
@@ -233,12 +238,7 @@ pub struct FundKitData {
 
 /// A minor-unit integer amount as an exact decimal: `10000` with 2 digits is `100.00`.
 pub fn minor_to_decimal(raw: &RawValue, digits: u32) -> Result<String, String> {
-    let text = raw.get();
-    let text = if text.starts_with('"') {
-        serde_json::from_str::<String>(text).map_err(|e| e.to_string())?
-    } else {
-        text.to_string()
-    };
+    let text = number_text(raw)?;
     let (sign, magnitude) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest),
         None => ("", text.as_str()),
