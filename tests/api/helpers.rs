@@ -220,6 +220,15 @@ pub async fn spawn_app_on(database_url: String, tweak: impl FnOnce(&mut Settings
 }
 
 impl TestApp {
+    /// `GET` of a path such as `/readyz`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Posts `body` to `/webhooks/fluid` signed with the test secret and FLUID's headers.
     pub async fn post_signed(&self, body: &str) -> reqwest::Response {
         let sig = signature::sign(&Secret::new(SECRET), body.as_bytes());

@@ -15,12 +15,7 @@ fn sample(text: &str, prefix: &str) -> f64 {
 async fn metrics_count_deliveries_processing_and_describe_the_database() {
     let app = spawn_app().await;
     let scrape = || async {
-        let response = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .expect("sent");
+        let response = app.get("/metrics").await;
         assert_eq!(response.status(), 200);
         assert!(
             response.headers()["content-type"]

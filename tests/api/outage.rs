@@ -102,19 +102,9 @@ async fn during_a_database_outage_deliveries_get_503_and_the_service_recovers_by
         // FLUID's contract, not a speed claim: an answer inside 5 s lets it retry on schedule.
         assert!(waited < Duration::from_secs(5), "503 took {waited:?}");
     }
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
-    let live = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .expect("sent");
+    let live = app.get("/healthz").await;
     assert_eq!(
         live.status(),
         200,
@@ -133,12 +123,7 @@ async fn during_a_database_outage_deliveries_get_503_and_the_service_recovers_by
         assert!(Instant::now() < deadline, "did not recover within 20 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     app.wait_until_processed().await;
     assert_eq!(app.stored("evt_during").await, 1);

@@ -246,12 +246,7 @@ async fn unknown_event_types_are_stored_acknowledged_and_ignored() {
 async fn health_and_readiness_answer_when_the_database_is_up() {
     let app = spawn_app().await;
     for path in ["healthz", "readyz"] {
-        let response = app
-            .client
-            .get(format!("{}/{path}", app.address))
-            .send()
-            .await
-            .expect("sent");
+        let response = app.get(&format!("/{path}")).await;
         assert_eq!(response.status(), 200, "{path}");
     }
 }
