@@ -14,8 +14,10 @@ use toml::{Table, Value};
 use ipnet::IpNet;
 
 use crate::{
+    forward::{self, ForwardSettings},
     limits::LimitSettings,
     providers::{ProviderSettings, Providers},
+    reconciliation::{self, ReconciliationSettings},
     retention::RetentionSettings,
     secret::Secret,
 };
@@ -79,6 +81,10 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// `DATABASE_URL`; `None` starts the embedded PostgreSQL.
     pub database_url: Option<Secret>,
+    /// `FLUID_API_KEY`: FLUID's API key; reconciliation by polling is off when it is unset.
+    pub fluid_api_key: Option<Secret>,
+    /// `FORWARD_SECRET`: the key status changes forwarded to `forward.url` are signed with.
+    pub forward_secret: Option<Secret>,
     /// The `[server]` table.
     pub server: ServerSettings,
     /// The `[ingest]` table.
@@ -93,6 +99,10 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// The `[limits]` table.
     pub limits: LimitSettings,
+    /// The `[reconciliation]` table.
+    pub reconciliation: ReconciliationSettings,
+    /// The `[forward]` table.
+    pub forward: ForwardSettings,
     /// The `[allow_ips]` table: per provider, the networks allowed to deliver (none: anyone).
     pub allow_ips: BTreeMap<String, Vec<IpNet>>,
     /// The `[providers.<name>]` tables (the built-in `fluid` is not among them).
@@ -112,6 +122,8 @@ struct FileSettings {
     log: LogSettings,
     retention: RetentionSettings,
     limits: LimitSettings,
+    reconciliation: ReconciliationSettings,
+    forward: ForwardSettings,
     #[serde(default)]
     allow_ips: BTreeMap<String, Vec<IpNet>>,
     #[serde(default)]
@@ -236,11 +248,7 @@ impl Settings {
         };
         let mut settings = Self::without_secret(vars)?;
         settings.secret = secret;
-        settings.previous_secret = vars
-            .get(PREVIOUS_SECRET_VAR)
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(Secret::new);
+        settings.previous_secret = secret_var(vars, PREVIOUS_SECRET_VAR);
         settings.provider_secrets = settings
             .providers
             .values()
@@ -329,16 +337,10 @@ impl Settings {
             env,
             secret: Secret::new(""),
             previous_secret: None,
-            admin_token: vars
-                .get("ADMIN_TOKEN")
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(Secret::new),
-            database_url: vars
-                .get("DATABASE_URL")
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(Secret::new),
+            admin_token: secret_var(vars, "ADMIN_TOKEN"),
+            database_url: secret_var(vars, "DATABASE_URL"),
+            fluid_api_key: secret_var(vars, reconciliation::API_KEY_VAR),
+            forward_secret: secret_var(vars, forward::SECRET_VAR),
             server: file.server,
             ingest: file.ingest,
             database: file.database,
@@ -346,6 +348,8 @@ impl Settings {
             log: file.log,
             retention: file.retention,
             limits: file.limits,
+            reconciliation: file.reconciliation,
+            forward: file.forward,
             allow_ips: file.allow_ips,
             providers: file.providers,
             provider_secrets: HashMap::new(),
@@ -359,7 +363,63 @@ impl Settings {
             (&self.server, &self.ingest, &self.database, &self.worker);
         let limits = &self.limits;
         let retention = &self.retention;
-        let checks: [(bool, &str, &str); 18] = [
+        let (poll, fwd) = (&self.reconciliation, &self.forward);
+        let checks: [(bool, &str, &str); 29] = [
+            (
+                !(1..=10).contains(&poll.max_attempts),
+                "reconciliation.max_attempts",
+                "must be 1 to 10",
+            ),
+            (
+                !(1..=1000).contains(&poll.rate_per_minute),
+                "reconciliation.rate_per_minute",
+                "must be 1 to 1000 (FLUID allows 1,000 a minute per key)",
+            ),
+            (
+                !(1..=100).contains(&poll.burst),
+                "reconciliation.burst",
+                "must be 1 to 100 (FLUID's burst)",
+            ),
+            (
+                !(1..=64).contains(&poll.concurrency),
+                "reconciliation.concurrency",
+                "must be 1 to 64",
+            ),
+            (
+                poll.timeout_ms == 0 || poll.interval_ms == 0,
+                "reconciliation.timeout_ms and interval_ms",
+                "must be at least 1",
+            ),
+            (
+                poll.retry_base_ms > poll.retry_max_ms,
+                "reconciliation.retry_base_ms",
+                "must not exceed reconciliation.retry_max_ms",
+            ),
+            (
+                self.fluid_api_key.is_some() && reqwest::Url::parse(&poll.base_url).is_err(),
+                "reconciliation.base_url",
+                "must be a URL such as https://api.fluid-network.com/api/v1",
+            ),
+            (
+                !(1..=256).contains(&fwd.concurrency),
+                "forward.concurrency",
+                "must be 1 to 256",
+            ),
+            (
+                fwd.timeout_ms == 0 || fwd.interval_ms == 0,
+                "forward.timeout_ms and interval_ms",
+                "must be at least 1",
+            ),
+            (
+                fwd.retry_base_ms > fwd.retry_max_ms,
+                "forward.retry_base_ms",
+                "must not exceed forward.retry_max_ms",
+            ),
+            (
+                !fwd.url.trim().is_empty() && reqwest::Url::parse(fwd.url.trim()).is_err(),
+                "forward.url",
+                "must be an http(s) URL, or empty to forward nothing",
+            ),
             (
                 !(1..=100_000).contains(&retention.batch_size),
                 "retention.batch_size",
@@ -451,10 +511,20 @@ impl Settings {
                 "must not exceed worker.retry_max_ms",
             ),
         ];
-        match checks.into_iter().find(|(bad, _, _)| *bad) {
-            Some((_, key, rule)) => Err(ConfigError::new(format!("bad setting `{key}`: {rule}"))),
-            None => Ok(()),
+        if let Some((_, key, rule)) = checks.into_iter().find(|(bad, _, _)| *bad) {
+            return Err(ConfigError::new(format!("bad setting `{key}`: {rule}")));
         }
+        if !fwd.url.trim().is_empty() {
+            let secret = self.forward_secret.as_ref().ok_or_else(|| {
+                ConfigError::new(format!(
+                    "forward.url is set but {} is not: changes are only forwarded signed",
+                    forward::SECRET_VAR
+                ))
+            })?;
+            crate::signature::standard::key_bytes(secret)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", forward::SECRET_VAR)))?;
+        }
+        Ok(())
     }
 }
 
@@ -464,6 +534,14 @@ const ENV_PREFIX: &str = "FLUID_WEBHOOKS_";
 const CONFIG_DIR_VAR: &str = "FLUID_WEBHOOKS_CONFIG_DIR";
 /// The contract variables that set `[server]` keys.
 const CONTRACT_VARS: &[(&str, &str)] = &[("HOST", "host"), ("PORT", "port")];
+
+/// A secret from the environment; unset or blank is `None`.
+fn secret_var(vars: &HashMap<String, String>, name: &str) -> Option<Secret> {
+    vars.get(name)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+}
 
 fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
     text.parse::<Table>()

@@ -128,3 +128,15 @@ pub async fn not_found() -> Error {
 pub async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
 }
+
+/// An error and its causes, `outer: inner: innermost`, for log lines and stored errors.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -23,15 +23,15 @@ use tokio::{
 use crate::{config::IngestSettings, error::Error, providers::Provider};
 
 /// Longest event id or event type stored; longer ones are refused with 400.
-const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Deepest nesting of arrays and objects accepted. FLUID's bodies are 4 deep; PostgreSQL's jsonb
 /// parser runs out of stack far below the 1 MiB body limit (found by the hostile-input tests).
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// The deepest nesting of `[` and `{` in a JSON text, outside strings. A byte scan: cheap enough
 /// for every delivery, unlike parsing into a tree.
-fn nesting_depth(body: &[u8]) -> usize {
+pub(crate) fn nesting_depth(body: &[u8]) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in body {
         if in_string {

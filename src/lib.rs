@@ -18,11 +18,13 @@
 //! type), [`telemetry`] (logs) and [`cli`] (the subcommands).
 
 pub mod admin;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod database;
 pub mod embedded_postgres;
 pub mod error;
+pub mod forward;
 pub mod health;
 #[cfg(test)]
 mod hostile_input;
@@ -32,6 +34,7 @@ pub mod mapping;
 pub mod monitoring;
 pub mod payload;
 pub mod providers;
+pub mod reconciliation;
 pub mod retention;
 pub mod secret;
 pub mod server;
@@ -46,4 +49,18 @@ pub mod worker;
 /// Calling it again is harmless.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The HTTP client for calls this service makes to others (FLUID's API, the forwarding URL): a
+/// per-request `timeout`, at most 10 s to connect, redirects not followed (a redirected POST would
+/// become a GET somewhere else), connections kept and reused.
+pub fn http_client(timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+    // reqwest panics without a TLS crypto provider; installing it twice is harmless.
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("fluid-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
 }

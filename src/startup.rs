@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
-    admin, config::Settings, database, embedded_postgres::EmbeddedPostgres, error, health,
-    inbox::Inbox, limits::Limits, monitoring, providers::Providers, retention, secret::Secret,
-    server, webhooks, worker::Worker,
+    admin, config::Settings, database, embedded_postgres::EmbeddedPostgres, error,
+    forward::Forwarder, health, inbox::Inbox, limits::Limits, monitoring, providers::Providers,
+    reconciliation::Poller, retention, secret::Secret, server, webhooks, worker::Worker,
 };
 
 /// What every handler can reach.
@@ -120,6 +120,22 @@ impl Application {
                 settings.retention.clone(),
                 shutdown.clone(),
             ));
+            if let Some(key) = &settings.fluid_api_key {
+                let poller = Poller::new(
+                    state.pool.clone(),
+                    key.clone(),
+                    settings.reconciliation.clone(),
+                )?;
+                workers.spawn(poller.run(shutdown.clone()));
+            }
+            if let (false, Some(secret)) = (
+                settings.forward.url.trim().is_empty(),
+                &settings.forward_secret,
+            ) {
+                let forwarder =
+                    Forwarder::new(state.pool.clone(), secret, settings.forward.clone())?;
+                workers.spawn(forwarder.run(shutdown.clone()));
+            }
         }
         let header_timeout = Duration::from_millis(settings.limits.header_timeout_ms);
         let mut server = tokio::spawn(server::serve(

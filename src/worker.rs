@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backoff,
     config::WorkerSettings,
     mapping::{self, Meaning, StoredEvent},
     providers::Providers,
@@ -293,14 +294,13 @@ impl Worker {
         if attempts >= self.settings.max_attempts {
             return Finished::new(claim, "dead", None, Some(error));
         }
-        let exp = (attempts - 1).clamp(0, 30) as u32;
-        let delay = self
-            .settings
-            .retry_base_ms
-            .saturating_mul(1u64 << exp)
-            .min(self.settings.retry_max_ms);
+        let delay = backoff::delay_ms(
+            self.settings.retry_base_ms,
+            self.settings.retry_max_ms,
+            attempts,
+        );
         Finished {
-            retry_in_ms: Some(i64::try_from(delay).unwrap_or(i64::MAX)),
+            retry_in_ms: Some(delay),
             ..Finished::new(claim, "pending", None, Some(error))
         }
     }

@@ -261,6 +261,19 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// Posts each event signed, expecting 200, then waits until the worker applied them all.
+    pub async fn deliver(&self, events: &[Event<'_>]) {
+        for event in events {
+            assert_eq!(
+                self.post_signed(&event.body()).await.status(),
+                200,
+                "{}",
+                event.event_id
+            );
+        }
+        self.wait_until_processed().await;
+    }
+
     /// How many rows `webhook_events` holds for this event id.
     pub async fn stored(&self, event_id: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE event_id = $1")

@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod forward;
 mod helpers;
 mod limits;
 mod monitoring;
@@ -11,5 +12,7 @@ mod outage;
 mod processes;
 mod processing;
 mod providers;
+mod reconciliation;
+mod stand_in;
 mod under_load;
 mod webhooks;

@@ -3,7 +3,7 @@
 use crate::helpers::{Event, spawn_app};
 
 /// The value of the first sample whose line starts with `prefix` (labels included), or 0.
-fn sample(text: &str, prefix: &str) -> f64 {
+pub fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find(|line| line.starts_with(prefix))
         .and_then(|line| line.rsplit(' ').next())

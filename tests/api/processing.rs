@@ -6,20 +6,8 @@ use std::sync::Arc;
 use sqlx::{Connection, PgConnection};
 
 use crate::helpers::{
-    Event, TestApp, spawn_app, spawn_app_on, spawn_app_with, test_database, wait_until_processed,
+    Event, spawn_app, spawn_app_on, spawn_app_with, test_database, wait_until_processed,
 };
-
-async fn deliver(app: &TestApp, events: &[Event<'_>]) {
-    for event in events {
-        assert_eq!(
-            app.post_signed(&event.body()).await.status(),
-            200,
-            "{}",
-            event.event_id
-        );
-    }
-    app.wait_until_processed().await;
-}
 
 #[tokio::test]
 async fn a_completed_event_creates_the_transaction_with_its_exact_amount() {
@@ -29,7 +17,7 @@ async fn a_completed_event_creates_the_transaction_with_its_exact_amount() {
         ..Event::new("transaction.completed", "evt_c1", "FLU-C1")
     };
 
-    deliver(&app, &[event]).await;
+    app.deliver(&[event]).await;
 
     let row: (String, String, String, String, String, String, String) = sqlx::query_as(
         "SELECT status, amount::text, fee::text, currency, partner_reference, last_event_id, \
@@ -56,11 +44,8 @@ async fn a_completed_event_creates_the_transaction_with_its_exact_amount() {
 async fn a_failed_event_keeps_the_error_details() {
     let app = spawn_app().await;
 
-    deliver(
-        &app,
-        &[Event::new("transaction.failed", "evt_f1", "FLU-F1")],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.failed", "evt_f1", "FLU-F1")])
+        .await;
 
     let code: i32 = sqlx::query_scalar(
         "SELECT (error_details->>'code')::int FROM transactions WHERE reference = 'FLU-F1'",
@@ -77,7 +62,8 @@ async fn the_lifecycle_moves_forward_event_by_event() {
     let steps = ["created", "pending", "processing", "completed"];
     for (i, step) in steps.iter().enumerate() {
         let (event, id) = (format!("transaction.{step}"), format!("evt_life_{i}"));
-        deliver(&app, &[Event::new(&event, &id, "FLU-LIFE").at(i as u32)]).await;
+        app.deliver(&[Event::new(&event, &id, "FLU-LIFE").at(i as u32)])
+            .await;
         assert_eq!(app.status_of("FLU-LIFE").await.as_deref(), Some(*step));
     }
 }
@@ -86,16 +72,10 @@ async fn the_lifecycle_moves_forward_event_by_event() {
 async fn an_older_event_is_stored_but_does_not_change_the_status() {
     let app = spawn_app().await;
 
-    deliver(
-        &app,
-        &[Event::new("transaction.completed", "evt_new", "FLU-OOO").at(20)],
-    )
-    .await;
-    deliver(
-        &app,
-        &[Event::new("transaction.processing", "evt_old", "FLU-OOO").at(10)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.completed", "evt_new", "FLU-OOO").at(20)])
+        .await;
+    app.deliver(&[Event::new("transaction.processing", "evt_old", "FLU-OOO").at(10)])
+        .await;
 
     assert_eq!(app.status_of("FLU-OOO").await.as_deref(), Some("completed"));
     let (status, outcome, _, _) = app.event_state("evt_old").await;
@@ -109,32 +89,20 @@ async fn an_older_event_is_stored_but_does_not_change_the_status() {
 async fn reversed_is_final_and_completed_never_goes_back() {
     let app = spawn_app().await;
 
-    deliver(
-        &app,
-        &[Event::new("transaction.completed", "evt_r1", "FLU-REV").at(1)],
-    )
-    .await;
-    deliver(
-        &app,
-        &[Event::new("transaction.failed", "evt_r2", "FLU-REV").at(2)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.completed", "evt_r1", "FLU-REV").at(1)])
+        .await;
+    app.deliver(&[Event::new("transaction.failed", "evt_r2", "FLU-REV").at(2)])
+        .await;
     assert_eq!(app.status_of("FLU-REV").await.as_deref(), Some("completed"));
     assert_eq!(
         app.event_state("evt_r2").await.1.as_deref(),
         Some("refused")
     );
 
-    deliver(
-        &app,
-        &[Event::new("transaction.reversed", "evt_r3", "FLU-REV").at(3)],
-    )
-    .await;
-    deliver(
-        &app,
-        &[Event::new("transaction.completed", "evt_r4", "FLU-REV").at(4)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.reversed", "evt_r3", "FLU-REV").at(3)])
+        .await;
+    app.deliver(&[Event::new("transaction.completed", "evt_r4", "FLU-REV").at(4)])
+        .await;
     assert_eq!(app.status_of("FLU-REV").await.as_deref(), Some("reversed"));
     assert_eq!(
         app.event_state("evt_r4").await.1.as_deref(),
@@ -145,11 +113,8 @@ async fn reversed_is_final_and_completed_never_goes_back() {
 #[tokio::test]
 async fn the_database_itself_refuses_to_move_a_transaction_out_of_reversed() {
     let app = spawn_app().await;
-    deliver(
-        &app,
-        &[Event::new("transaction.reversed", "evt_db1", "FLU-DBG")],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.reversed", "evt_db1", "FLU-DBG")])
+        .await;
 
     let result =
         sqlx::query("UPDATE transactions SET status = 'completed' WHERE reference = 'FLU-DBG'")
@@ -164,33 +129,21 @@ async fn the_database_itself_refuses_to_move_a_transaction_out_of_reversed() {
 async fn a_failed_debit_is_retried_only_by_a_newer_event() {
     let app = spawn_app().await;
 
-    deliver(
-        &app,
-        &[Event::new("transaction.failed", "evt_fr1", "FLU-RETRY").at(10)],
-    )
-    .await;
-    deliver(
-        &app,
-        &[Event::new("transaction.pending", "evt_fr2", "FLU-RETRY").at(10)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.failed", "evt_fr1", "FLU-RETRY").at(10)])
+        .await;
+    app.deliver(&[Event::new("transaction.pending", "evt_fr2", "FLU-RETRY").at(10)])
+        .await;
     assert_eq!(
         app.status_of("FLU-RETRY").await.as_deref(),
         Some("failed"),
         "same instant: not a retry"
     );
 
-    deliver(
-        &app,
-        &[Event::new("transaction.pending", "evt_fr3", "FLU-RETRY").at(11)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.pending", "evt_fr3", "FLU-RETRY").at(11)])
+        .await;
     assert_eq!(app.status_of("FLU-RETRY").await.as_deref(), Some("pending"));
-    deliver(
-        &app,
-        &[Event::new("transaction.completed", "evt_fr4", "FLU-RETRY").at(12)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.completed", "evt_fr4", "FLU-RETRY").at(12)])
+        .await;
     assert_eq!(
         app.status_of("FLU-RETRY").await.as_deref(),
         Some("completed")
@@ -485,21 +438,12 @@ async fn every_status_change_is_announced_on_the_transaction_status_channel() {
         .expect("listener");
     listener.listen("transaction_status").await.expect("listen");
 
-    deliver(
-        &app,
-        &[Event::new("transaction.pending", "evt_n1", "FLU-NOTIFY").at(1)],
-    )
-    .await;
-    deliver(
-        &app,
-        &[Event::new("transaction.pending", "evt_n2", "FLU-NOTIFY").at(2)],
-    )
-    .await; // unchanged: silent
-    deliver(
-        &app,
-        &[Event::new("transaction.completed", "evt_n3", "FLU-NOTIFY").at(3)],
-    )
-    .await;
+    app.deliver(&[Event::new("transaction.pending", "evt_n1", "FLU-NOTIFY").at(1)])
+        .await;
+    app.deliver(&[Event::new("transaction.pending", "evt_n2", "FLU-NOTIFY").at(2)])
+        .await; // unchanged: silent
+    app.deliver(&[Event::new("transaction.completed", "evt_n3", "FLU-NOTIFY").at(3)])
+        .await;
 
     let mut heard = Vec::new();
     for _ in 0..2 {

@@ -1,0 +1,178 @@
+-- Reconciliation by polling FLUID's API (src/reconciliation.rs) and downstream actions: every
+-- status change of a transaction is recorded, announced and forwarded (src/forward.rs).
+
+-- Where an event came from: 'webhook' (a provider delivered it) or 'poll' (FLUID's API answered a
+-- reconciliation poll and the poller stored the answer as an event, applied by the same rules).
+ALTER TABLE webhook_events ADD COLUMN source text NOT NULL DEFAULT 'webhook';
+ALTER TABLE webhook_events ADD CONSTRAINT webhook_events_source_check
+    CHECK (source IN ('webhook', 'poll'));
+
+-- The FLUID transactions that are not final yet, watched by the poller. The trigger below keeps
+-- the table exact: a transaction enters when it is created (or retried after a failure) in a
+-- non-final state and leaves when it becomes final.
+CREATE TABLE reconciliation (
+    provider       text        NOT NULL,
+    reference      text        NOT NULL,
+    -- Since when it has been non-final; the first poll is due reconciliation.after_secs later.
+    since          timestamptz NOT NULL DEFAULT now(),
+    -- Polls FLUID answered (a 429 does not count).
+    polls          integer     NOT NULL DEFAULT 0,
+    -- NULL before the first poll; then when the next one is due. A claim moves it past the
+    -- request timeout (a lease: a replica that dies mid-poll leaves the row to the others);
+    -- 'infinity' once reconciliation.max_attempts polls found the transaction still not final.
+    next_poll_at   timestamptz,
+    last_polled_at timestamptz,
+    -- changed | unchanged | not_found | rate_limited | unauthorized | error | timeout | invalid
+    last_outcome   text,
+    last_error     text,
+    CONSTRAINT reconciliation_pkey PRIMARY KEY (provider, reference)
+);
+-- Two partial indexes, so that both kinds of due rows are found by a range scan: never polled
+-- (due by age) and polled before (due by next_poll_at).
+CREATE INDEX reconciliation_first_poll_idx ON reconciliation (since) WHERE next_poll_at IS NULL;
+CREATE INDEX reconciliation_next_poll_idx ON reconciliation (next_poll_at)
+    WHERE next_poll_at IS NOT NULL;
+
+INSERT INTO reconciliation (provider, reference, since)
+SELECT provider, reference, updated_at FROM transactions
+WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing');
+
+-- FLUID allows 1,000 API requests a minute per key. Every replica's poller draws from this one
+-- token bucket, in a transaction that locks its single row; a 429 pauses them all.
+CREATE TABLE reconciliation_budget (
+    singleton    boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    tokens       float8      NOT NULL DEFAULT 0,
+    refilled_at  timestamptz NOT NULL DEFAULT now(),
+    paused_until timestamptz NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO reconciliation_budget DEFAULT VALUES;
+
+-- Every status change of a transaction, its creation included, in the order they were made: the
+-- record of changes and the outbox the forwarder delivers from. Several events applied to one
+-- transaction in one worker batch make one change (the row never held the states in between).
+CREATE TABLE transaction_changes (
+    -- Order of the changes; also the id of a forwarded delivery (webhook-id).
+    id                bigint      GENERATED ALWAYS AS IDENTITY,
+    provider          text        NOT NULL,
+    reference         text        NOT NULL,
+    partner_reference text,
+    status            text        NOT NULL,
+    -- NULL when the change created the transaction.
+    previous_status   text,
+    amount            numeric,
+    currency          text,
+    -- The event that made the change, and its time.
+    event_id          text        NOT NULL,
+    event_at          timestamptz NOT NULL,
+    recorded_at       timestamptz NOT NULL DEFAULT now(),
+    -- Forwarding: when the downstream URL acknowledged it (NULL: not yet, or not forwarded).
+    forwarded_at      timestamptz,
+    attempts          integer     NOT NULL DEFAULT 0,
+    -- A claim moves it past the request timeout (a lease); a failure, by the backoff.
+    next_attempt_at   timestamptz NOT NULL DEFAULT now(),
+    last_error        text
+);
+-- The forwarder's queue, in order; and one transaction's changes, in order (the forwarder sends a
+-- change only when the ones before it are acknowledged; the admin API lists them).
+CREATE INDEX transaction_changes_unforwarded_idx ON transaction_changes (id) WHERE forwarded_at IS NULL;
+CREATE INDEX transaction_changes_transaction_idx ON transaction_changes (provider, reference, id);
+-- Retention deletes old changes by age.
+CREATE INDEX transaction_changes_recorded_at_brin ON transaction_changes USING brin (recorded_at);
+
+-- Forwarding delivers the changes recorded since it was first configured, not the history before.
+CREATE TABLE forwarding (
+    singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    from_id    bigint      NOT NULL,
+    enabled_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- One statement-level trigger (set-based, once per worker batch) replaces the row-level NOTIFY of
+-- migration 0004. For the transactions whose status the statement set, in the same database
+-- transaction (so nothing is recorded or heard of a change that rolled back), it
+--   1. records the change in transaction_changes,
+--   2. announces it on channel 'transaction_status', payload JSON: {"id" (the change's id),
+--      "provider", "reference", "partner_reference", "status", "previous_status" (null on
+--      creation), "event_id" (the event that made the change), "at" (that event's time)},
+--   3. keeps the reconciliation table to the FLUID transactions that are not final.
+DROP TRIGGER transactions_notify_status ON transactions;
+DROP FUNCTION transactions_notify_status();
+
+-- One change, as the trigger hands it on.
+CREATE TYPE status_change AS (
+    provider text, reference text, partner_reference text, status text, previous_status text,
+    amount numeric, currency text, event_id text, event_at timestamptz
+);
+
+CREATE FUNCTION record_status_changes(changes status_change[]) RETURNS void LANGUAGE sql AS $$
+    WITH c AS (
+        SELECT * FROM unnest(changes)
+    ), recorded AS (
+        INSERT INTO transaction_changes (provider, reference, partner_reference, status,
+            previous_status, amount, currency, event_id, event_at)
+        SELECT provider, reference, partner_reference, status, previous_status, amount, currency,
+               event_id, event_at
+        FROM c ORDER BY provider, reference
+        RETURNING *
+    ), announced AS (
+        SELECT pg_notify('transaction_status', json_build_object(
+            'id', id,
+            'provider', provider,
+            -- NOTIFY payloads are limited to 8000 bytes; real references are far shorter.
+            'reference', left(reference, 1000),
+            'partner_reference', left(partner_reference, 1000),
+            'status', status,
+            'previous_status', previous_status,
+            'event_id', left(event_id, 1000),
+            'at', event_at)::text)
+        FROM (SELECT * FROM recorded ORDER BY id) AS r
+    ), watched AS (
+        INSERT INTO reconciliation AS w (provider, reference)
+        SELECT provider, reference FROM c
+        WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing')
+          AND (previous_status IS NULL OR previous_status IN ('completed', 'failed', 'reversed'))
+        ON CONFLICT (provider, reference) DO UPDATE
+            SET since = now(), polls = 0, next_poll_at = NULL, last_outcome = NULL, last_error = NULL
+        RETURNING 1
+    ), settled AS (
+        DELETE FROM reconciliation w USING c
+        WHERE w.provider = c.provider AND w.reference = c.reference
+          AND c.status IN ('completed', 'failed', 'reversed')
+        RETURNING 1
+    )
+    -- Data-modifying parts always run; the announcements run because they are read here.
+    SELECT count(*) FROM announced;
+$$;
+
+CREATE FUNCTION transactions_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changes status_change[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        changes := ARRAY(
+            SELECT ROW(n.provider, n.reference, n.partner_reference, n.status, NULL, n.amount,
+                       n.currency, n.last_event_id, n.last_event_at)::status_change
+            FROM new_rows n);
+    ELSE
+        changes := ARRAY(
+            SELECT ROW(n.provider, n.reference, n.partner_reference, n.status, o.status, n.amount,
+                       n.currency, n.last_event_id, n.last_event_at)::status_change
+            FROM new_rows n
+            JOIN old_rows o ON o.provider = n.provider AND o.reference = n.reference
+            WHERE n.status IS DISTINCT FROM o.status);
+    END IF;
+    IF cardinality(changes) > 0 THEN
+        PERFORM record_status_changes(changes);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER transactions_created
+    AFTER INSERT ON transactions
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION transactions_status_changed();
+
+CREATE TRIGGER transactions_updated
+    AFTER UPDATE ON transactions
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION transactions_status_changed();
