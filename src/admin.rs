@@ -69,6 +69,8 @@ struct EventFilter {
     status: Option<String>,
     event_type: Option<String>,
     provider: Option<String>,
+    /// `webhook` or `poll`.
+    source: Option<String>,
     /// Received at or after (RFC 3339); default 24 hours ago.
     since: Option<DateTime<Utc>>,
     /// Received before (RFC 3339).
@@ -85,6 +87,8 @@ struct EventSummary {
     provider: String,
     event_id: String,
     event_type: String,
+    /// `webhook` or `poll`.
+    source: String,
     status: String,
     outcome: Option<String>,
     attempts: i32,
@@ -94,8 +98,8 @@ struct EventSummary {
     last_error: Option<String>,
 }
 
-const SUMMARY: &str = "id, provider, event_id, event_type, status, outcome, attempts, reference, \
-                       received_at, processed_at, last_error";
+const SUMMARY: &str = "id, provider, event_id, event_type, source, status, outcome, attempts, \
+                       reference, received_at, processed_at, last_error";
 
 async fn list_events(
     State(state): State<AppState>,
@@ -108,6 +112,7 @@ async fn list_events(
          WHERE received_at >= $1 AND ($2::timestamptz IS NULL OR received_at < $2) \
            AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR event_type = $4) \
            AND ($5::text IS NULL OR provider = $5) AND ($6::bigint IS NULL OR id < $6) \
+           AND ($8::text IS NULL OR source = $8) \
          ORDER BY id DESC LIMIT $7"
     );
     let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -118,6 +123,7 @@ async fn list_events(
         .bind(&f.provider)
         .bind(f.before)
         .bind(limit)
+        .bind(&f.source)
         .fetch_all(&state.pool)
         .await?;
     let next_before = (events.len() as i64 == limit)
@@ -278,6 +284,32 @@ struct TransactionRow {
     updated_at: DateTime<Utc>,
 }
 
+/// One status change of a transaction, and its forwarding.
+#[derive(Debug, Serialize, FromRow)]
+struct ChangeRow {
+    id: i64,
+    status: String,
+    previous_status: Option<String>,
+    event_id: String,
+    event_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    forwarded_at: Option<DateTime<Utc>>,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+/// Where reconciliation stands for a non-final FLUID transaction.
+#[derive(Debug, Serialize, FromRow)]
+struct PollingRow {
+    since: DateTime<Utc>,
+    polls: i32,
+    /// `null` before the first poll; `infinity` once given up.
+    next_poll_at: Option<String>,
+    last_polled_at: Option<DateTime<Utc>>,
+    last_outcome: Option<String>,
+    last_error: Option<String>,
+}
+
 async fn transactions(
     State(state): State<AppState>,
     Query(q): Query<TransactionLookup>,
@@ -311,7 +343,30 @@ async fn transactions(
             .bind(&row.reference)
             .fetch_all(&state.pool)
             .await?;
-        found.push(json!({ "transaction": row, "events": events }));
+        let changes: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT id, status, previous_status, event_id, event_at, recorded_at, forwarded_at, \
+                 attempts, last_error \
+             FROM transaction_changes WHERE provider = $1 AND reference = $2 ORDER BY id",
+        )
+        .bind(&row.provider)
+        .bind(&row.reference)
+        .fetch_all(&state.pool)
+        .await?;
+        let reconciliation: Option<PollingRow> = sqlx::query_as(
+            "SELECT since, polls, next_poll_at::text AS next_poll_at, last_polled_at, last_outcome, \
+                 last_error \
+             FROM reconciliation WHERE provider = $1 AND reference = $2",
+        )
+        .bind(&row.provider)
+        .bind(&row.reference)
+        .fetch_optional(&state.pool)
+        .await?;
+        found.push(json!({
+            "transaction": row,
+            "events": events,
+            "changes": changes,
+            "reconciliation": reconciliation,
+        }));
     }
     if found.is_empty() {
         return Err(Error::NotFound);

@@ -192,7 +192,7 @@ impl Forwarder {
                          AND p.id < c.id AND p.id >= f.from_id AND p.forwarded_at IS NULL) \
                  ORDER BY c.id LIMIT $1 FOR UPDATE OF c SKIP LOCKED \
              ) AS due \
-             WHERE c.id = due.id \
+             WHERE c.id = due.id AND c.forwarded_at IS NULL \
              RETURNING c.id, c.provider, c.reference, c.partner_reference, c.status, \
                  c.previous_status, c.amount::text AS amount, c.currency, c.event_id, \
                  c.event_at AS at, c.recorded_at, c.attempts",
@@ -252,6 +252,8 @@ impl Forwarder {
         }
     }
 
+    /// Records a delivery (`forwarded_at`) or a failure (`last_error`, next attempt after the
+    /// backoff). The `forwarded_at IS NULL` lets the queue's index find the row.
     async fn record(
         &self,
         change: &Change,
@@ -269,7 +271,7 @@ impl Forwarder {
                  last_error = $2, \
                  next_attempt_at = CASE WHEN $2::text IS NULL THEN next_attempt_at \
                                         ELSE now() + $3 * interval '1 millisecond' END \
-             WHERE id = $1",
+             WHERE id = $1 AND forwarded_at IS NULL",
         )
         .bind(change.id)
         .bind(result.as_ref().err())

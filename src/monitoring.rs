@@ -14,7 +14,15 @@
 //! | `fluid_webhooks_transactions` | gauge | status |
 //! | `fluid_webhooks_transaction_duration_seconds` | histogram (created to final, 5/10/30/60/120 s) | provider, status |
 //! | `fluid_webhooks_db_pool_connections` | gauge | state (idle, in_use) |
-//! | `fluid_webhooks_purged_total` | counter | |
+//! | `fluid_webhooks_purged_total` | counter | table (webhook_events, transaction_changes) |
+//! | `fluid_webhooks_reconciliation_polls_total` | counter | outcome (changed, unchanged, not_found, rate_limited, unauthorized, error, timeout, invalid) |
+//! | `fluid_webhooks_reconciliation_poll_seconds` | histogram (request to FLUID's API) | |
+//! | `fluid_webhooks_reconciliation_exhausted_total` | counter (transactions given up after max_attempts polls) | |
+//! | `fluid_webhooks_reconciliation_watched` | gauge (non-final FLUID transactions) | state (polling, given_up) |
+//! | `fluid_webhooks_forwarded_total` | counter | outcome (delivered, failed) |
+//! | `fluid_webhooks_forward_seconds` | histogram (POST to the forwarding URL) | |
+//! | `fluid_webhooks_forward_backlog` | gauge (changes still to forward) | |
+//! | `fluid_webhooks_forward_oldest_age_seconds` | gauge | |
 
 use std::{
     sync::{Mutex, OnceLock},
@@ -111,6 +119,26 @@ async fn read_database_gauges(state: &AppState) -> Result<(), sqlx::Error> {
         sqlx::query_as("SELECT status, count(*) FROM transactions GROUP BY status")
             .fetch_all(&state.pool)
             .await?;
+    let (polling, given_up): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE next_poll_at IS DISTINCT FROM 'infinity'), \
+                count(*) FILTER (WHERE next_poll_at = 'infinity') \
+         FROM reconciliation",
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    metrics::gauge!("fluid_webhooks_reconciliation_watched", "state" => "polling")
+        .set(polling as f64);
+    metrics::gauge!("fluid_webhooks_reconciliation_watched", "state" => "given_up")
+        .set(given_up as f64);
+    let (unforwarded, oldest_change): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(c.recorded_at))::float8 \
+         FROM forwarding f JOIN transaction_changes c ON c.id >= f.from_id \
+         WHERE c.forwarded_at IS NULL",
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    metrics::gauge!("fluid_webhooks_forward_backlog").set(unforwarded as f64);
+    metrics::gauge!("fluid_webhooks_forward_oldest_age_seconds").set(oldest_change.unwrap_or(0.0));
     for status in crate::transactions::rules::Status::ALL {
         let count = by_status
             .iter()

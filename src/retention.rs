@@ -1,7 +1,9 @@
 //! Retention: finished events (processed or ignored) older than `retention.applied_events_days`
 //! are deleted in small batches, so the inbox does not grow for ever and no purge holds locks for
-//! long. Pending and failed events are never purged, and transactions are kept. Every replica may
-//! run it: batches are claimed with `SKIP LOCKED`.
+//! long; so are recorded status changes of the same age that need no forwarding (forwarded, or
+//! from before forwarding was configured, or forwarding never configured). Pending and dead events,
+//! changes still to be forwarded, and all transactions are kept. Every replica may run it: batches
+//! are claimed with `SKIP LOCKED`.
 
 use std::time::Duration;
 
@@ -21,8 +23,31 @@ pub struct RetentionSettings {
     pub interval_secs: u64,
 }
 
-/// Deletes finished events received more than `days` days ago, `batch` at a time, until none is
-/// left (or `shutdown`); returns how many it deleted.
+/// What is purged: per table, a statement deleting at most `$2` rows older than `$1` days.
+const PURGES: &[(&str, &str)] = &[
+    (
+        "webhook_events",
+        "DELETE FROM webhook_events WHERE (provider, event_id) IN ( \
+             SELECT provider, event_id FROM webhook_events \
+             WHERE received_at < now() - make_interval(days => $1) \
+               AND status IN ('processed', 'ignored') \
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    ),
+    (
+        "transaction_changes",
+        // By ctid: the table has no index on id alone (its queue index only covers the changes
+        // still to forward).
+        "DELETE FROM transaction_changes WHERE ctid = ANY(ARRAY( \
+             SELECT c.ctid FROM transaction_changes c \
+             WHERE c.recorded_at < now() - make_interval(days => $1) \
+               AND (c.forwarded_at IS NOT NULL \
+                    OR NOT EXISTS (SELECT 1 FROM forwarding f WHERE c.id >= f.from_id)) \
+             LIMIT $2 FOR UPDATE SKIP LOCKED))",
+    ),
+];
+
+/// Deletes what is older than `days` days, `batch` rows at a time, until none is left (or
+/// `shutdown`); returns how many rows it deleted.
 pub async fn purge(
     pool: &PgPool,
     days: u32,
@@ -30,23 +55,19 @@ pub async fn purge(
     shutdown: &CancellationToken,
 ) -> Result<u64, sqlx::Error> {
     let mut purged = 0;
-    while !shutdown.is_cancelled() {
-        let deleted = sqlx::query(
-            "DELETE FROM webhook_events WHERE (provider, event_id) IN ( \
-                 SELECT provider, event_id FROM webhook_events \
-                 WHERE received_at < now() - make_interval(days => $1) \
-                   AND status IN ('processed', 'ignored') \
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(i32::try_from(days).unwrap_or(i32::MAX))
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        purged += deleted;
-        metrics::counter!("fluid_webhooks_purged_total").increment(deleted);
-        if deleted < u64::try_from(batch).unwrap_or(0) {
-            break;
+    for (table, sql) in PURGES {
+        while !shutdown.is_cancelled() {
+            let deleted = sqlx::query(*sql)
+                .bind(i32::try_from(days).unwrap_or(i32::MAX))
+                .bind(batch)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            purged += deleted;
+            metrics::counter!("fluid_webhooks_purged_total", "table" => *table).increment(deleted);
+            if deleted < u64::try_from(batch).unwrap_or(0) {
+                break;
+            }
         }
     }
     Ok(purged)
@@ -70,7 +91,7 @@ pub async fn run(pool: PgPool, settings: RetentionSettings, shutdown: Cancellati
             Ok(purged) => tracing::info!(
                 purged,
                 days = settings.applied_events_days,
-                "retention: old finished events deleted"
+                "retention: old finished events and forwarded changes deleted"
             ),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will try again"),
         }

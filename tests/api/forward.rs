@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::{
     helpers::{Event, spawn_app_with},
+    monitoring::sample,
     stand_in::{Reply, Seen, StandIn},
 };
 
@@ -179,4 +180,9 @@ async fn a_failing_receiver_gets_every_change_again_and_still_in_order() {
     .await
     .expect("count");
     assert!(retried >= 1, "failed deliveries were retried");
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    for outcome in ["delivered", "failed"] {
+        let name = format!(r#"fluid_webhooks_forwarded_total{{outcome="{outcome}"}}"#);
+        assert!(sample(&metrics, &name) >= 1.0, "{name}");
+    }
 }

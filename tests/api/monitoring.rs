@@ -54,6 +54,9 @@ async fn metrics_count_deliveries_processing_and_describe_the_database() {
         "fluid_webhooks_inbox_oldest_pending_age_seconds ",
         r#"fluid_webhooks_transactions{status="completed"}"#,
         r#"fluid_webhooks_db_pool_connections{state="idle"}"#,
+        r#"fluid_webhooks_reconciliation_watched{state="polling"}"#,
+        "fluid_webhooks_forward_backlog ",
+        "fluid_webhooks_forward_oldest_age_seconds ",
     ] {
         assert!(
             text.lines().any(|line| line.starts_with(name)),

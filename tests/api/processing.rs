@@ -401,7 +401,14 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
            ('old_dead', 'transaction.completed', '{}', 'dead', now() - interval '100 days'), \
            ('recent_processed', 'transaction.completed', '{}', 'processed', now() - interval '89 days'); \
          INSERT INTO transactions (reference, status, last_event_id, last_event_type, last_event_at) \
-           VALUES ('FLU-KEPT', 'completed', 'old_processed_1', 'transaction.completed', now() - interval '100 days');",
+           VALUES ('FLU-KEPT', 'completed', 'old_processed_1', 'transaction.completed', now() - interval '100 days'); \
+         INSERT INTO transaction_changes (provider, reference, status, event_id, event_at, recorded_at) VALUES \
+           ('fluid', 'FLU-B', 'pending', 'old_before_forwarding', now(), now() - interval '100 days'); \
+         INSERT INTO forwarding (from_id) SELECT max(id) + 1 FROM transaction_changes; \
+         INSERT INTO transaction_changes (provider, reference, status, event_id, event_at, recorded_at, forwarded_at) VALUES \
+           ('fluid', 'FLU-C', 'pending', 'old_forwarded', now(), now() - interval '100 days', now() - interval '100 days'), \
+           ('fluid', 'FLU-C', 'completed', 'old_unforwarded', now(), now() - interval '100 days', NULL), \
+           ('fluid', 'FLU-C', 'failed', 'recent_forwarded', now(), now() - interval '1 day', now());",
     )
     .execute(&app.pool)
     .await
@@ -416,7 +423,17 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
     .await
     .expect("purge");
 
-    assert_eq!(purged, 3, "two batches of at most 2");
+    assert_eq!(purged, 3 + 2, "batches of at most 2");
+    let mut changes: Vec<String> = sqlx::query_scalar("SELECT event_id FROM transaction_changes")
+        .fetch_all(&app.pool)
+        .await
+        .expect("ids");
+    changes.sort();
+    assert_eq!(
+        changes,
+        ["old_processed_1", "old_unforwarded", "recent_forwarded"],
+        "old changes are purged once forwarded, or when from before forwarding; not the others"
+    );
     let mut left: Vec<String> = sqlx::query_scalar("SELECT event_id FROM webhook_events")
         .fetch_all(&app.pool)
         .await

@@ -8,12 +8,25 @@ use std::time::{Duration, Instant};
 use fluid_webhooks::{config::Settings, secret::Secret};
 
 use crate::{
-    helpers::{Event, spawn_app_on, spawn_app_with, test_database},
+    helpers::{Event, TestApp, spawn_app_on, spawn_app_with, test_database},
     monitoring::sample,
     stand_in::{Reply, StandIn},
 };
 
 const API_KEY: &str = "test_sk_reconciliation";
+const ADMIN_TOKEN: &str = "admin-token-for-reconciliation";
+
+async fn admin(app: &TestApp, path: &str) -> serde_json::Value {
+    let response = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.expect("JSON")
+}
 
 /// FLUID's documented answer for a debit request.
 fn answer(reference: &str, status: &str, timestamp: &str) -> String {
@@ -27,6 +40,7 @@ fn polling(fluid: &StandIn) -> impl Fn(&mut Settings) + Clone {
     let base_url = format!("{}/api/v1", fluid.url);
     move |s: &mut Settings| {
         s.fluid_api_key = Some(Secret::new(API_KEY));
+        s.admin_token = Some(Secret::new(ADMIN_TOKEN));
         let r = &mut s.reconciliation;
         r.base_url = base_url.clone();
         r.after_secs = 0;
@@ -105,6 +119,28 @@ async fn a_transaction_left_pending_is_polled_and_settled_through_the_rules() {
             r#"fluid_webhooks_reconciliation_polls_total{outcome="changed"}"#
         ) >= 1.0
     );
+
+    let polled = admin(&app, "/admin/events?source=poll").await;
+    assert_eq!(polled["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(polled["events"][0]["source"], "poll");
+    let found = admin(&app, "/admin/transactions?reference=FLU-R1").await;
+    let found = &found["transactions"][0];
+    let changes: Vec<(&str, &str)> = found["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("-"),
+                c["event_id"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("pending", "evt_r1"), ("completed", event_id.as_str())]
+    );
+    assert!(found["reconciliation"].is_null(), "no longer watched");
 }
 
 #[tokio::test]
@@ -196,6 +232,13 @@ async fn a_backward_answer_changes_nothing_and_polling_stops_after_max_attempts(
             .await
             .expect("row");
     assert_eq!((polls, outcome.as_deref()), (3, Some("changed")));
+    let found = admin(&app, "/admin/transactions?reference=FLU-R3").await;
+    let polling = &found["transactions"][0]["reconciliation"];
+    assert_eq!(
+        (polling["polls"].as_i64(), polling["next_poll_at"].as_str()),
+        (Some(3), Some("infinity")),
+        "the admin API shows that polling gave up"
+    );
 }
 
 #[tokio::test]
