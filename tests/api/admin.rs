@@ -13,7 +13,8 @@ async fn admin_app() -> TestApp {
     spawn_app_with(|s| s.admin_token = Some(Secret::new(TOKEN))).await
 }
 
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+/// `GET path` with the bearer `token`: (status, JSON body or null).
+pub async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = app.client.get(format!("{}{path}", app.address));
     if let Some(token) = token {
         request = request.bearer_auth(token);

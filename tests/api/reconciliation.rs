@@ -17,15 +17,9 @@ const API_KEY: &str = "test_sk_reconciliation";
 const ADMIN_TOKEN: &str = "admin-token-for-reconciliation";
 
 async fn admin(app: &TestApp, path: &str) -> serde_json::Value {
-    let response = app
-        .client
-        .get(format!("{}{path}", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.expect("JSON")
+    let (status, body) = crate::admin::get(app, path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{path}");
+    body
 }
 
 /// FLUID's documented answer for a debit request.
