@@ -7,9 +7,10 @@ ALTER TABLE webhook_events ADD COLUMN source text NOT NULL DEFAULT 'webhook';
 ALTER TABLE webhook_events ADD CONSTRAINT webhook_events_source_check
     CHECK (source IN ('webhook', 'poll'));
 
--- The FLUID transactions that are not final yet, watched by the poller. The trigger below keeps
--- the table exact: a transaction enters when it is created (or retried after a failure) in a
--- non-final state and leaves when it becomes final.
+-- The FLUID transactions that are not final yet, watched by the poller. Once polling is on (a
+-- row in reconciliation_budget), the trigger below keeps the table exact: a transaction enters
+-- when it is created (or retried after a failure) in a non-final state and leaves when it
+-- becomes final. The poller fills it with the non-final transactions when it starts.
 CREATE TABLE reconciliation (
     provider       text        NOT NULL,
     reference      text        NOT NULL,
@@ -33,23 +34,21 @@ CREATE INDEX reconciliation_first_poll_idx ON reconciliation (since) WHERE next_
 CREATE INDEX reconciliation_next_poll_idx ON reconciliation (next_poll_at)
     WHERE next_poll_at IS NOT NULL;
 
-INSERT INTO reconciliation (provider, reference, since)
-SELECT provider, reference, updated_at FROM transactions
-WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing');
-
 -- FLUID allows 1,000 API requests a minute per key. Every replica's poller draws from this one
--- token bucket, in a transaction that locks its single row; a 429 pauses them all.
+-- token bucket, in a transaction that locks its single row; a 429 pauses them all. The first
+-- poller to start inserts the row; until then nothing is polled and nothing is watched (a
+-- receiver without FLUID_API_KEY pays nothing for reconciliation).
 CREATE TABLE reconciliation_budget (
     singleton    boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
     tokens       float8      NOT NULL DEFAULT 0,
     refilled_at  timestamptz NOT NULL DEFAULT now(),
     paused_until timestamptz NOT NULL DEFAULT '-infinity'
 );
-INSERT INTO reconciliation_budget DEFAULT VALUES;
 
--- Every status change of a transaction, its creation included, in the order they were made: the
--- record of changes and the outbox the forwarder delivers from. Several events applied to one
--- transaction in one worker batch make one change (the row never held the states in between).
+-- Every status change of a transaction, its creation included, in the order they were made, once
+-- forwarding is on (a row in `forwarding`): the outbox the forwarder delivers from, and the
+-- record of changes. Several events applied to one transaction in one worker batch make one
+-- change (the row never held the states in between).
 CREATE TABLE transaction_changes (
     -- Order of the changes; also the id of a forwarded delivery (webhook-id).
     id                bigint      GENERATED ALWAYS AS IDENTITY,
@@ -65,7 +64,7 @@ CREATE TABLE transaction_changes (
     event_id          text        NOT NULL,
     event_at          timestamptz NOT NULL,
     recorded_at       timestamptz NOT NULL DEFAULT now(),
-    -- Forwarding: when the downstream URL acknowledged it (NULL: not yet, or not forwarded).
+    -- When the downstream URL acknowledged it (NULL: not yet).
     forwarded_at      timestamptz,
     attempts          integer     NOT NULL DEFAULT 0,
     -- A claim moves it past the request timeout (a lease); a failure, by the backoff.
@@ -79,21 +78,24 @@ CREATE INDEX transaction_changes_transaction_idx ON transaction_changes (provide
 -- Retention deletes old changes by age.
 CREATE INDEX transaction_changes_recorded_at_brin ON transaction_changes USING brin (recorded_at);
 
--- Forwarding delivers the changes recorded since it was first configured, not the history before.
+-- Forwarding is on once a forwarder started (it inserts the row): from then on every change is
+-- recorded, and delivered, also across restarts without forward.url (at least once). To stop
+-- recording for good: DELETE FROM forwarding (and unset forward.url everywhere).
 CREATE TABLE forwarding (
     singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
-    from_id    bigint      NOT NULL,
     enabled_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- One statement-level trigger (set-based, once per worker batch) replaces the row-level NOTIFY of
 -- migration 0004. For the transactions whose status the statement set, in the same database
 -- transaction (so nothing is recorded or heard of a change that rolled back), it
---   1. records the change in transaction_changes,
---   2. announces it on channel 'transaction_status', payload JSON: {"id" (the change's id),
---      "provider", "reference", "partner_reference", "status", "previous_status" (null on
---      creation), "event_id" (the event that made the change), "at" (that event's time)},
---   3. keeps the reconciliation table to the FLUID transactions that are not final.
+--   1. announces it on channel 'transaction_status', payload JSON: {"provider", "reference",
+--      "partner_reference", "status", "previous_status" (null on creation), "event_id" (the
+--      event that made the change), "at" (that event's time)},
+--   2. records it in transaction_changes, when forwarding is on,
+--   3. keeps the reconciliation table to the FLUID transactions that are not final, when
+--      polling is on.
+-- Each part that is off costs one lookup of an empty table per statement.
 DROP TRIGGER transactions_notify_status ON transactions;
 DROP FUNCTION transactions_notify_status();
 
@@ -106,16 +108,8 @@ CREATE TYPE status_change AS (
 CREATE FUNCTION record_status_changes(changes status_change[]) RETURNS void LANGUAGE sql AS $$
     WITH c AS (
         SELECT * FROM unnest(changes)
-    ), recorded AS (
-        INSERT INTO transaction_changes (provider, reference, partner_reference, status,
-            previous_status, amount, currency, event_id, event_at)
-        SELECT provider, reference, partner_reference, status, previous_status, amount, currency,
-               event_id, event_at
-        FROM c ORDER BY provider, reference
-        RETURNING *
     ), announced AS (
         SELECT pg_notify('transaction_status', json_build_object(
-            'id', id,
             'provider', provider,
             -- NOTIFY payloads are limited to 8000 bytes; real references are far shorter.
             'reference', left(reference, 1000),
@@ -124,20 +118,27 @@ CREATE FUNCTION record_status_changes(changes status_change[]) RETURNS void LANG
             'previous_status', previous_status,
             'event_id', left(event_id, 1000),
             'at', event_at)::text)
-        FROM (SELECT * FROM recorded ORDER BY id) AS r
+        FROM (SELECT * FROM c ORDER BY provider, reference) AS ordered
+    ), recorded AS (
+        INSERT INTO transaction_changes (provider, reference, partner_reference, status,
+            previous_status, amount, currency, event_id, event_at)
+        SELECT provider, reference, partner_reference, status, previous_status, amount, currency,
+               event_id, event_at
+        FROM c WHERE EXISTS (SELECT 1 FROM forwarding)
+        ORDER BY provider, reference
     ), watched AS (
         INSERT INTO reconciliation AS w (provider, reference)
         SELECT provider, reference FROM c
         WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing')
           AND (previous_status IS NULL OR previous_status IN ('completed', 'failed', 'reversed'))
+          AND EXISTS (SELECT 1 FROM reconciliation_budget)
         ON CONFLICT (provider, reference) DO UPDATE
             SET since = now(), polls = 0, next_poll_at = NULL, last_outcome = NULL, last_error = NULL
-        RETURNING 1
     ), settled AS (
         DELETE FROM reconciliation w USING c
         WHERE w.provider = c.provider AND w.reference = c.reference
           AND c.status IN ('completed', 'failed', 'reversed')
-        RETURNING 1
+          AND EXISTS (SELECT 1 FROM reconciliation_budget)
     )
     -- Data-modifying parts always run; the announcements run because they are read here.
     SELECT count(*) FROM announced;

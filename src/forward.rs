@@ -11,8 +11,8 @@
 //!   leaves the change to the others, and the receiver may see a change twice (same `webhook-id`).
 //! - **In order per transaction**: a change is claimed only when every earlier change of the same
 //!   transaction has been delivered. That is settled in the claim's SQL, so it holds across replicas.
-//! - Forwarding starts with the changes recorded after it was first configured (table
-//!   `forwarding`), not with the whole history.
+//! - Changes are recorded once forwarding is on: the first forwarder to start inserts the row of
+//!   `forwarding`, for every replica. What happened before is not sent.
 
 use std::time::{Duration, Instant};
 
@@ -162,18 +162,12 @@ impl Forwarder {
         }
     }
 
-    /// Marks where forwarding starts, the first time any replica forwards.
+    /// Turns recording of changes on (for every replica), the first time any replica forwards.
     async fn start(&self) -> Result<(), sqlx::Error> {
-        let from: i64 = sqlx::query_scalar(
-            "WITH first AS ( \
-                 INSERT INTO forwarding (from_id) \
-                 SELECT coalesce(max(id), 0) + 1 FROM transaction_changes \
-                 ON CONFLICT DO NOTHING RETURNING from_id) \
-             SELECT from_id FROM first UNION ALL SELECT from_id FROM forwarding LIMIT 1",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        tracing::info!(url = %self.url, from_change = from, "forward: forwarding status changes");
+        sqlx::query("INSERT INTO forwarding DEFAULT VALUES ON CONFLICT DO NOTHING")
+            .execute(&self.pool)
+            .await?;
+        tracing::info!(url = %self.url, "forward: forwarding status changes");
         Ok(())
     }
 
@@ -184,12 +178,12 @@ impl Forwarder {
             "UPDATE transaction_changes AS c \
              SET attempts = c.attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond' \
              FROM ( \
-                 SELECT c.id FROM transaction_changes c, forwarding f \
-                 WHERE c.forwarded_at IS NULL AND c.id >= f.from_id AND c.next_attempt_at <= now() \
+                 SELECT c.id FROM transaction_changes c \
+                 WHERE c.forwarded_at IS NULL AND c.next_attempt_at <= now() \
                    AND NOT EXISTS ( \
                        SELECT 1 FROM transaction_changes p \
                        WHERE p.provider = c.provider AND p.reference = c.reference \
-                         AND p.id < c.id AND p.id >= f.from_id AND p.forwarded_at IS NULL) \
+                         AND p.id < c.id AND p.forwarded_at IS NULL) \
                  ORDER BY c.id LIMIT $1 FOR UPDATE OF c SKIP LOCKED \
              ) AS due \
              WHERE c.id = due.id AND c.forwarded_at IS NULL \

@@ -132,8 +132,7 @@ async fn read_database_gauges(state: &AppState) -> Result<(), sqlx::Error> {
         .set(given_up as f64);
     let (unforwarded, oldest_change): (i64, Option<f64>) = sqlx::query_as(
         "SELECT count(*), extract(epoch FROM now() - min(c.recorded_at))::float8 \
-         FROM forwarding f JOIN transaction_changes c ON c.id >= f.from_id \
-         WHERE c.forwarded_at IS NULL",
+         FROM transaction_changes c WHERE c.forwarded_at IS NULL",
     )
     .fetch_one(&state.pool)
     .await?;

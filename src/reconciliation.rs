@@ -371,8 +371,31 @@ impl Poller {
         })
     }
 
+    /// Turns polling on for every replica (the budget's row makes the trigger watch new
+    /// non-final transactions) and watches the non-final transactions already stored. Every
+    /// start does it, so a transaction whose creation raced with turning polling on is not
+    /// missed; `ON CONFLICT DO NOTHING` keeps the state of those already watched.
+    async fn start(&self) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO reconciliation_budget DEFAULT VALUES ON CONFLICT DO NOTHING")
+            .execute(&mut *tx)
+            .await?;
+        let watched = sqlx::query(
+            "INSERT INTO reconciliation (provider, reference, since) \
+             SELECT provider, reference, updated_at FROM transactions \
+             WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing') \
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(watched)
+    }
+
     /// Runs rounds until `shutdown`; a round in progress finishes its polls first.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut started = false;
         tracing::info!(
             base_url = %self.settings.base_url,
             after_secs = self.settings.after_secs,
@@ -380,6 +403,20 @@ impl Poller {
             "reconciliation: polling FLUID for transactions that stay non-final"
         );
         while !shutdown.is_cancelled() {
+            if !started {
+                match self.start().await {
+                    Ok(watched) => {
+                        started = true;
+                        tracing::info!(
+                            newly_watched = watched,
+                            "reconciliation: non-final transactions watched"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconciliation: cannot start; will try again")
+                    }
+                }
+            }
             let polled = match self.round().await {
                 Ok(polled) => polled,
                 Err(e) => {
@@ -421,13 +458,16 @@ impl Poller {
     async fn claim(&self) -> Result<Vec<Claim>, sqlx::Error> {
         let s = &self.settings;
         let mut tx = self.pool.begin().await?;
-        let (tokens, idle_secs, paused): (f64, f64, bool) = sqlx::query_as(
+        let Some((tokens, idle_secs, paused)): Option<(f64, f64, bool)> = sqlx::query_as(
             "SELECT tokens, greatest(extract(epoch FROM clock_timestamp() - refilled_at)::float8, 0), \
                     paused_until > now() \
              FROM reconciliation_budget FOR UPDATE",
         )
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(Vec::new()); // not started yet
+        };
         let available =
             (tokens + idle_secs * f64::from(s.rate_per_minute) / 60.0).min(f64::from(s.burst));
         let want = if paused {

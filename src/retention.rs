@@ -1,7 +1,7 @@
 //! Retention: finished events (processed or ignored) older than `retention.applied_events_days`
 //! are deleted in small batches, so the inbox does not grow for ever and no purge holds locks for
-//! long; so are recorded status changes of the same age that need no forwarding (forwarded, or
-//! from before forwarding was configured, or forwarding never configured). Pending and dead events,
+//! long; so are recorded status changes of the same age that were forwarded (or all of them once
+//! forwarding was turned off with `DELETE FROM forwarding`). Pending and dead events,
 //! changes still to be forwarded, and all transactions are kept. Every replica may run it: batches
 //! are claimed with `SKIP LOCKED`.
 
@@ -40,8 +40,7 @@ const PURGES: &[(&str, &str)] = &[
         "DELETE FROM transaction_changes WHERE ctid = ANY(ARRAY( \
              SELECT c.ctid FROM transaction_changes c \
              WHERE c.recorded_at < now() - make_interval(days => $1) \
-               AND (c.forwarded_at IS NOT NULL \
-                    OR NOT EXISTS (SELECT 1 FROM forwarding f WHERE c.id >= f.from_id)) \
+               AND (c.forwarded_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM forwarding)) \
              LIMIT $2 FOR UPDATE SKIP LOCKED))",
     ),
 ];

@@ -9,7 +9,7 @@ use fluid_webhooks::{config::Settings, secret::Secret, signature::standard};
 use serde_json::Value;
 
 use crate::{
-    helpers::{Event, spawn_app_with},
+    helpers::{Event, spawn_app_on, spawn_app_with},
     monitoring::sample,
     stand_in::{Reply, Seen, StandIn},
 };
@@ -121,7 +121,7 @@ async fn every_status_change_is_forwarded_signed_and_in_order() {
 }
 
 #[tokio::test]
-async fn a_failing_receiver_gets_every_change_again_and_still_in_order() {
+async fn a_failing_receiver_gets_every_change_again_in_order_from_two_replicas() {
     // The first four deliveries fail (500, then 503, ...); later ones succeed.
     let receiver = StandIn::start(|n, _| {
         if n < 4 {
@@ -132,6 +132,8 @@ async fn a_failing_receiver_gets_every_change_again_and_still_in_order() {
     })
     .await;
     let app = spawn_app_with(forwarding_to(&receiver)).await;
+    // A second replica forwards from the same database: order must hold across both.
+    let _replica = spawn_app_on(app.database_url.clone(), forwarding_to(&receiver)).await;
     for (event, id, reference, second) in [
         ("transaction.pending", "evt_g1", "FLU-G1", 1),
         ("transaction.pending", "evt_g2", "FLU-G2", 1),

@@ -119,20 +119,21 @@ async fn a_transaction_left_pending_is_polled_and_settled_through_the_rules() {
     assert_eq!(polled["events"][0]["source"], "poll");
     let found = admin(&app, "/admin/transactions?reference=FLU-R1").await;
     let found = &found["transactions"][0];
-    let changes: Vec<(&str, &str)> = found["changes"]
+    let events: Vec<(&str, &str)> = found["events"]
         .as_array()
-        .expect("changes")
+        .expect("events")
         .iter()
-        .map(|c| {
+        .map(|e| {
             (
-                c["status"].as_str().unwrap_or("-"),
-                c["event_id"].as_str().unwrap_or("-"),
+                e["event_id"].as_str().unwrap_or("-"),
+                e["source"].as_str().unwrap_or("-"),
             )
         })
         .collect();
     assert_eq!(
-        changes,
-        [("pending", "evt_r1"), ("completed", event_id.as_str())]
+        events,
+        [("evt_r1", "webhook"), (event_id.as_str(), "poll")],
+        "the transaction's events say which came from a poll"
     );
     assert!(found["reconciliation"].is_null(), "no longer watched");
 }
@@ -286,4 +287,25 @@ async fn replicas_share_one_rate_limit() {
         polled >= 1.0 && polled <= allowed,
         "two replicas polled {polled} times; the shared budget allows {allowed:.1}"
     );
+}
+
+#[tokio::test]
+async fn transactions_stored_before_polling_was_turned_on_are_polled() {
+    let fluid =
+        StandIn::start(|_, _| Reply::json(200, answer("FLU-R5", "failed", "2026-01-28T10:31:00Z")))
+            .await;
+    let settings = polling(&fluid);
+    let database = test_database().await;
+    let without_key = spawn_app_on(database.clone(), |s| s.fluid_api_key = None).await;
+    without_key
+        .deliver(&[Event::new("transaction.pending", "evt_r5", "FLU-R5").at(1)])
+        .await;
+    without_key.stop().await.expect("stopped");
+
+    let app = spawn_app_on(database, settings).await;
+    eventually("the earlier transaction polled and settled", async || {
+        app.status_of("FLU-R5").await.as_deref() == Some("failed")
+    })
+    .await;
+    assert_eq!(fluid.seen().len(), 1);
 }
