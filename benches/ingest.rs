@@ -41,6 +41,8 @@ struct Options {
     log: String,
     ingest_only: bool,
     explain_at: usize,
+    /// The service's port (0: any free one); `scripts/render-dashboard` has Prometheus scrape it.
+    port: u16,
 }
 
 fn options() -> Options {
@@ -54,6 +56,7 @@ fn options() -> Options {
         log: "warn".into(),
         ingest_only: false,
         explain_at: 0,
+        port: 0,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -73,6 +76,7 @@ fn options() -> Options {
             "--bad-signatures" => o.bad_signatures = parse(&value),
             "--soak-secs" => o.soak_secs = parse(&value) as u64,
             "--explain-at" => o.explain_at = parse(&value) as usize,
+            "--port" => o.port = parse(&value) as u16,
             "--log" => o.log = value,
             "--ingest-only" => {
                 o.ingest_only = true;
@@ -392,8 +396,8 @@ struct Service {
     address: String,
 }
 
-async fn start_service(database_url: &str, log: &str, worker: bool) -> Service {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+async fn start_service(database_url: &str, log: &str, worker: bool, port: u16) -> Service {
+    let port = std::net::TcpListener::bind(("127.0.0.1", port))
         .expect("port")
         .local_addr()
         .expect("addr")
@@ -463,7 +467,7 @@ struct Report {
 
 async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
     let url = create_database(pg, "bench").await;
-    let mut service = start_service(&url, &o.log, !o.ingest_only).await;
+    let mut service = start_service(&url, &o.log, !o.ingest_only, o.port).await;
     let pid = service.child.id().expect("running");
     let pool = PgPool::connect(&url).await.expect("pool");
     let requests = Arc::new(workload(o.events, o.duplicates, o.bad_signatures));
@@ -535,7 +539,7 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
 
 async fn soak(pg: &EmbeddedPostgres, o: &Options) {
     let url = create_database(pg, "bench").await;
-    let service = start_service(&url, &o.log, true).await;
+    let service = start_service(&url, &o.log, true, o.port).await;
     let pid = service.child.id().expect("running");
     let started = Instant::now();
     let mut round = 0usize;

