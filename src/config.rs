@@ -666,12 +666,64 @@ mod tests {
         let s = Settings::from_vars(&vars(&[
             (SECRET_VAR, "topsecret"),
             ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ("FLUID_API_KEY", "test_sk_apikey"),
+            ("FORWARD_SECRET", "whsec_Zm9yd2FyZGtleQ=="),
+            (
+                "FLUID_WEBHOOKS_FORWARD__URL",
+                "http://orders.internal/changes",
+            ),
         ]))
         .expect("valid");
+        assert!(s.fluid_api_key.is_some() && s.forward_secret.is_some());
         let debug = format!("{s:?}");
-        assert!(
-            !debug.contains("topsecret") && !debug.contains("pw@"),
-            "{debug}"
+        for secret in ["topsecret", "pw@", "test_sk_apikey", "Zm9yd2FyZGtleQ"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn forwarding_needs_a_standard_webhooks_secret_and_polling_a_sane_budget() {
+        let url = (
+            "FLUID_WEBHOOKS_FORWARD__URL",
+            "http://orders.internal/changes",
+        );
+        let err = Settings::from_vars(&vars(&[(SECRET_VAR, "x"), url])).expect_err("no secret");
+        assert!(err.to_string().contains("FORWARD_SECRET"), "{err}");
+        let err = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            url,
+            ("FORWARD_SECRET", "whsec_!!"),
+        ]))
+        .expect_err("not base64");
+        assert!(err.to_string().contains("FORWARD_SECRET"), "{err}");
+        for (name, value, key) in [
+            (
+                "FLUID_WEBHOOKS_RECONCILIATION__MAX_ATTEMPTS",
+                "11",
+                "reconciliation.max_attempts",
+            ),
+            (
+                "FLUID_WEBHOOKS_RECONCILIATION__RATE_PER_MINUTE",
+                "1001",
+                "reconciliation.rate_per_minute",
+            ),
+            ("FLUID_WEBHOOKS_FORWARD__URL", "not a url", "forward.url"),
+        ] {
+            let err = Settings::from_vars(&vars(&[(SECRET_VAR, "x"), (name, value)]))
+                .expect_err("invalid");
+            assert!(err.to_string().contains(key), "{name}={value}: {err}");
+        }
+        let production =
+            Settings::from_vars(&vars(&[(SECRET_VAR, "x"), ("FLUID_ENV", "production")]))
+                .expect("valid");
+        assert_eq!(
+            production.reconciliation.base_url,
+            "https://api.fluid-network.com/api/v1"
+        );
+        let sandbox = Settings::from_vars(&vars(&[(SECRET_VAR, "x")])).expect("valid");
+        assert_eq!(
+            sandbox.reconciliation.base_url,
+            "https://sandbox-api.fluid-network.com/api/v1"
         );
     }
 }
