@@ -259,6 +259,14 @@ impl Forwarder {
             self.settings.retry_max_ms,
             change.attempts,
         );
+        // Counted before the row is written: the POST happened whatever becomes of the write.
+        let outcome = if result.is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        metrics::counter!("fluid_webhooks_forwarded_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("fluid_webhooks_forward_seconds").record(took.as_secs_f64());
         sqlx::query(
             "UPDATE transaction_changes SET \
                  forwarded_at = CASE WHEN $2::text IS NULL THEN now() END, \
@@ -272,13 +280,6 @@ impl Forwarder {
         .bind(retry_in_ms)
         .execute(&self.pool)
         .await?;
-        let outcome = if result.is_ok() {
-            "delivered"
-        } else {
-            "failed"
-        };
-        metrics::counter!("fluid_webhooks_forwarded_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("fluid_webhooks_forward_seconds").record(took.as_secs_f64());
         match result {
             Ok(()) => tracing::info!(
                 change = change.id,

@@ -598,12 +598,13 @@ impl Poller {
         .bind(next_in_ms)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-
+        // Counted before the commit: the poll happened whatever becomes of the commit.
         metrics::counter!("fluid_webhooks_reconciliation_polls_total", "outcome" => outcome)
             .increment(1);
         metrics::histogram!("fluid_webhooks_reconciliation_poll_seconds")
             .record(took.as_secs_f64());
+        tx.commit().await?;
+
         let status = match &polled.answer {
             Answer::Status { status, .. } => status.as_str(),
             _ => "-",

@@ -9,7 +9,7 @@ use fluid_webhooks::{config::Settings, secret::Secret, signature::standard};
 use serde_json::Value;
 
 use crate::{
-    helpers::{Event, spawn_app_on, spawn_app_with},
+    helpers::{Event, TestApp, spawn_app_on, spawn_app_with},
     monitoring::sample,
     stand_in::{Reply, Seen, StandIn},
 };
@@ -112,12 +112,29 @@ async fn every_status_change_is_forwarded_signed_and_in_order() {
             "the amount stays exact"
         );
     }
-    let unforwarded: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM transaction_changes WHERE forwarded_at IS NULL")
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
-    assert_eq!(unforwarded, 0);
+    wait_until_forwarded(&app).await;
+}
+
+/// Waits until every recorded change is marked forwarded (the receiver answers before the
+/// forwarder records it), up to 20 s.
+async fn wait_until_forwarded(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let unforwarded: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM transaction_changes WHERE forwarded_at IS NULL",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+        if unforwarded == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unforwarded} changes still not marked forwarded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test]
@@ -175,6 +192,7 @@ async fn a_failing_receiver_gets_every_change_again_in_order_from_two_replicas()
             "{reference}: attempts in order: {attempts:?}"
         );
     }
+    wait_until_forwarded(&app).await;
     let retried: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM transaction_changes WHERE attempts > 1 AND forwarded_at IS NOT NULL",
     )
