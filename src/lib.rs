@@ -12,10 +12,15 @@
 //! - [`worker`] claims stored events in batches, reads them through [`mapping`] and applies them to
 //! - [`transactions`], whose state rules are the pure function [`transactions::rules::decide`].
 //!
+//! Beside the worker, in the same replicas: [`reconciliation`] polls FLUID's API for transactions
+//! left non-final and stores the answers as events for the worker; [`forward`] POSTs every status
+//! change to an internal URL; [`retention`] purges old rows. [`admin`] and [`monitoring`] serve
+//! the engineer on call.
+//!
 //! Around them: [`payload`] (the senders' bodies), [`config`] and [`secret`] (settings),
 //! [`database`] (pool, migrations), [`embedded_postgres`] (the private PostgreSQL used when
 //! `DATABASE_URL` is unset), [`startup`] (wiring, shutdown), [`health`], [`error`] (the HTTP error
-//! type), [`telemetry`] (logs) and [`cli`] (the subcommands).
+//! type), [`backoff`], [`telemetry`] (logs) and [`cli`] (the subcommands).
 
 pub mod admin;
 pub mod backoff;
