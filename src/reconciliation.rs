@@ -40,6 +40,10 @@ pub const API_KEY_VAR: &str = "FLUID_API_KEY";
 
 /// Largest answer read from FLUID's API (a debit request is well under 4 KiB).
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// When the non-final transactions are looked for a second time after start: longer than any
+/// worker transaction lasts (`database.statement_timeout_ms` is 10 s by default).
+const ONE_MORE_WATCH_AFTER: Duration = Duration::from_secs(60);
+
 /// Longest pause a `Retry-After` or `RateLimit-Reset` is believed for.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
@@ -395,7 +399,9 @@ impl Poller {
 
     /// Runs rounds until `shutdown`; a round in progress finishes its polls first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut started = false;
+        // Watching starts twice: at once, and once more after any worker transaction that began
+        // before polling was on has ended (it created its transactions without watching them).
+        let mut watch_from_scratch = vec![Instant::now() + ONE_MORE_WATCH_AFTER, Instant::now()];
         tracing::info!(
             base_url = %self.settings.base_url,
             after_secs = self.settings.after_secs,
@@ -403,10 +409,13 @@ impl Poller {
             "reconciliation: polling FLUID for transactions that stay non-final"
         );
         while !shutdown.is_cancelled() {
-            if !started {
+            if watch_from_scratch
+                .last()
+                .is_some_and(|at| *at <= Instant::now())
+            {
                 match self.start().await {
                     Ok(watched) => {
-                        started = true;
+                        watch_from_scratch.pop();
                         tracing::info!(
                             newly_watched = watched,
                             "reconciliation: non-final transactions watched"

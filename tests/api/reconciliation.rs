@@ -309,3 +309,52 @@ async fn transactions_stored_before_polling_was_turned_on_are_polled() {
     .await;
     assert_eq!(fluid.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn a_poll_claimed_by_a_replica_that_died_is_taken_over_when_its_lease_ends() {
+    let fluid = StandIn::start(|_, _| {
+        Reply::json(200, answer("FLU-R6", "completed", "2026-01-28T10:31:00Z"))
+    })
+    .await;
+    let settings = polling(&fluid);
+    let app = spawn_app_with(move |s| {
+        settings(s);
+        s.reconciliation.after_secs = 3600; // only the leased row below is due
+    })
+    .await;
+    eventually("polling turned on", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reconciliation_budget")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count")
+            == 1
+    })
+    .await;
+    app.deliver(&[Event::new("transaction.pending", "evt_r6", "FLU-R6").at(1)])
+        .await;
+
+    // What a replica's claim leaves behind when the replica dies before it records the answer:
+    // a lease (next_poll_at in the future) and no lock.
+    let leased_at = Instant::now();
+    let leased = sqlx::query(
+        "UPDATE reconciliation SET next_poll_at = now() + interval '2 seconds', polls = 1 \
+         WHERE reference = 'FLU-R6'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("lease")
+    .rows_affected();
+    assert_eq!(leased, 1, "the pending transaction is watched");
+
+    eventually(
+        "the leased transaction polled by the live replica",
+        async || app.status_of("FLU-R6").await.as_deref() == Some("completed"),
+    )
+    .await;
+    let polled_after = fluid.seen()[0].at - leased_at;
+    assert!(
+        polled_after >= Duration::from_millis(1900),
+        "not polled before the lease ended (polled after {polled_after:?})"
+    );
+    assert_eq!(fluid.seen().len(), 1);
+}
