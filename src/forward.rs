@@ -119,12 +119,15 @@ impl Forwarder {
         })
     }
 
-    /// Runs until `shutdown`; woken by `NOTIFY transaction_status`, else every `interval_ms`.
+    /// Runs until `shutdown` (which also abandons a round in progress); woken by
+    /// `NOTIFY transaction_status`, else every `interval_ms`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listener: Option<PgListener> = None;
         let mut started = false;
         while !shutdown.is_cancelled() {
-            let result = async {
+            // A shutdown does not wait for the receiver: an unrecorded delivery keeps its lease
+            // and is sent again (at least once) by a replica that is still running.
+            let round = async {
                 if !started {
                     self.start().await?;
                     started = true;
@@ -135,8 +138,11 @@ impl Forwarder {
                     listener = Some(l);
                 }
                 self.round().await
-            }
-            .await;
+            };
+            let result = tokio::select! {
+                () = shutdown.cancelled() => break,
+                result = round => result,
+            };
             let busy = match result {
                 Ok(n) => n > 0,
                 Err(e) => {

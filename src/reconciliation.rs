@@ -397,7 +397,7 @@ impl Poller {
         Ok(watched)
     }
 
-    /// Runs rounds until `shutdown`; a round in progress finishes its polls first.
+    /// Runs rounds until `shutdown`, which also abandons a round in progress.
     pub async fn run(self, shutdown: CancellationToken) {
         // Watching starts twice: at once, and once more after any worker transaction that began
         // before polling was on has ended (it created its transactions without watching them).
@@ -426,7 +426,13 @@ impl Poller {
                     }
                 }
             }
-            let polled = match self.round().await {
+            // A shutdown does not wait for FLUID: an unrecorded poll keeps its lease and is
+            // polled again by a replica that is still running.
+            let round = tokio::select! {
+                () = shutdown.cancelled() => break,
+                round = self.round() => round,
+            };
+            let polled = match round {
                 Ok(polled) => polled,
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciliation: round failed; will try again");
