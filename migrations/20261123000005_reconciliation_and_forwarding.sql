@@ -92,7 +92,8 @@ CREATE TABLE forwarding (
 --   1. announces it on channel 'transaction_status', payload JSON: {"provider", "reference",
 --      "partner_reference", "status", "previous_status" (null on creation), "event_id" (the
 --      event that made the change), "at" (that event's time)},
---   2. records it in transaction_changes, when forwarding is on,
+--   2. records it in transaction_changes and wakes the forwarders (channel
+--      'transaction_changes'), when forwarding is on,
 --   3. keeps the reconciliation table to the FLUID transactions that are not final, when
 --      polling is on.
 -- Each part that is off costs one lookup of an empty table per statement.
@@ -126,6 +127,9 @@ BEGIN
         SELECT provider, reference, partner_reference, status, previous_status, amount, currency,
                event_id, event_at
         FROM unnest(changes) ORDER BY provider, reference;
+        -- Wakes the forwarders: one notification per transaction, however many changes (the
+        -- per-change channel above is for your listeners; a busy forwarder would fall behind it).
+        PERFORM pg_notify('transaction_changes', '');
     END IF;
 
     IF EXISTS (SELECT 1 FROM reconciliation_budget) THEN

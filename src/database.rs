@@ -69,3 +69,9 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// Drops the notifications already received: they only wake a loop, and one pass of it serves
+/// them all (otherwise a busy loop would wake once for each, long after the work was done).
+pub fn drain_notifications(listener: &mut sqlx::postgres::PgListener) {
+    while listener.next_buffered().is_some() {}
+}

@@ -23,13 +23,14 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{backoff, error, secret::Secret, signature::standard};
+use crate::{backoff, database, error, secret::Secret, signature::standard};
 
 /// The variable holding the forwarding key: a Standard Webhooks secret, `whsec_<base64>`.
 pub const SECRET_VAR: &str = "FORWARD_SECRET";
 
-/// The channel the status-change trigger notifies; it also wakes the forwarder.
-pub const CHANNEL: &str = "transaction_status";
+/// The channel the status-change trigger notifies once per database transaction that recorded
+/// changes, to wake the forwarders.
+pub const CHANNEL: &str = "transaction_changes";
 
 /// `[forward]`: see `config/default.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,7 +121,7 @@ impl Forwarder {
     }
 
     /// Runs until `shutdown` (which also abandons a round in progress); woken by
-    /// `NOTIFY transaction_status`, else every `interval_ms`.
+    /// `NOTIFY transaction_changes`, else every `interval_ms`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listener: Option<PgListener> = None;
         let mut started = false;
@@ -156,7 +157,7 @@ impl Forwarder {
             }
             let woken = async {
                 match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
+                    Some(l) => l.recv().await.map(|_| database::drain_notifications(l)),
                     None => std::future::pending().await,
                 }
             };

@@ -308,7 +308,10 @@ impl Worker {
 
 async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
     match listener {
-        Some(l) => l.recv().await.map(|_| ()),
+        Some(l) => l
+            .recv()
+            .await
+            .map(|_| crate::database::drain_notifications(l)),
         None => std::future::pending().await,
     }
 }
