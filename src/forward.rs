@@ -91,6 +91,9 @@ impl Change {
     }
 }
 
+/// One POST: the change, whether it was acknowledged (else why not), and how long it took.
+type Posted = (Change, Result<(), String>, Duration);
+
 /// Forwards recorded changes to `forward.url`, until told to stop.
 pub struct Forwarder {
     pool: PgPool,
@@ -208,19 +211,20 @@ impl Forwarder {
             let post = self.post(change);
             posts.spawn(post);
         }
-        while let Some(done) = posts.join_next().await {
-            if let Ok((change, result, took)) = done {
-                self.record(&change, result, took).await?;
+        // Each answer is recorded as soon as it is in (so the transaction's next change can go),
+        // together with the others that are in by then: one statement for many under load.
+        while let Some(first) = posts.join_next().await {
+            let mut done: Vec<Posted> = first.into_iter().collect();
+            while let Some(more) = posts.try_join_next() {
+                done.extend(more);
             }
+            self.record(&done).await?;
         }
         Ok(claimed.len())
     }
 
     /// POSTs one change; `Err` says why it was not acknowledged.
-    fn post(
-        &self,
-        change: Change,
-    ) -> impl Future<Output = (Change, Result<(), String>, Duration)> + Send + 'static {
+    fn post(&self, change: Change) -> impl Future<Output = Posted> + Send + 'static {
         let change = Change {
             kind: "transaction.status_changed",
             ..change
@@ -253,57 +257,61 @@ impl Forwarder {
         }
     }
 
-    /// Records a delivery (`forwarded_at`) or a failure (`last_error`, next attempt after the
-    /// backoff). The `forwarded_at IS NULL` lets the queue's index find the row.
-    async fn record(
-        &self,
-        change: &Change,
-        result: Result<(), String>,
-        took: Duration,
-    ) -> Result<(), sqlx::Error> {
-        let retry_in_ms = backoff::delay_ms(
-            self.settings.retry_base_ms,
-            self.settings.retry_max_ms,
-            change.attempts,
-        );
-        // Counted before the row is written: the POST happened whatever becomes of the write.
-        let outcome = if result.is_ok() {
-            "delivered"
-        } else {
-            "failed"
-        };
-        metrics::counter!("fluid_webhooks_forwarded_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("fluid_webhooks_forward_seconds").record(took.as_secs_f64());
+    /// Records deliveries (`forwarded_at`) and failures (`last_error`, next attempt after the
+    /// backoff) in one statement. The `forwarded_at IS NULL` lets the queue's index find the rows.
+    async fn record(&self, done: &[Posted]) -> Result<(), sqlx::Error> {
+        let mut ids = Vec::with_capacity(done.len());
+        let mut errors = Vec::with_capacity(done.len());
+        let mut retries = Vec::with_capacity(done.len());
+        for (change, result, took) in done {
+            let retry_in_ms = backoff::delay_ms(
+                self.settings.retry_base_ms,
+                self.settings.retry_max_ms,
+                change.attempts,
+            );
+            ids.push(change.id);
+            errors.push(result.as_ref().err());
+            retries.push(retry_in_ms);
+            // Counted before the rows are written: the POST happened whatever becomes of the write.
+            let outcome = if result.is_ok() {
+                "delivered"
+            } else {
+                "failed"
+            };
+            metrics::counter!("fluid_webhooks_forwarded_total", "outcome" => outcome).increment(1);
+            metrics::histogram!("fluid_webhooks_forward_seconds").record(took.as_secs_f64());
+            match result {
+                Ok(()) => tracing::info!(
+                    change = change.id,
+                    reference = %change.reference,
+                    status = %change.status,
+                    attempt = change.attempts,
+                    "forward: change delivered"
+                ),
+                Err(e) => tracing::warn!(
+                    change = change.id,
+                    reference = %change.reference,
+                    attempt = change.attempts,
+                    retry_in_ms,
+                    error = %e,
+                    "forward: delivery failed; will retry"
+                ),
+            }
+        }
         sqlx::query(
-            "UPDATE transaction_changes SET \
-                 forwarded_at = CASE WHEN $2::text IS NULL THEN now() END, \
-                 last_error = $2, \
-                 next_attempt_at = CASE WHEN $2::text IS NULL THEN next_attempt_at \
-                                        ELSE now() + $3 * interval '1 millisecond' END \
-             WHERE id = $1 AND forwarded_at IS NULL",
+            "UPDATE transaction_changes AS c SET \
+                 forwarded_at = CASE WHEN r.error IS NULL THEN now() END, \
+                 last_error = r.error, \
+                 next_attempt_at = CASE WHEN r.error IS NULL THEN c.next_attempt_at \
+                                        ELSE now() + r.retry_in_ms * interval '1 millisecond' END \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS r(id, error, retry_in_ms) \
+             WHERE c.id = r.id AND c.forwarded_at IS NULL",
         )
-        .bind(change.id)
-        .bind(result.as_ref().err())
-        .bind(retry_in_ms)
+        .bind(&ids)
+        .bind(&errors)
+        .bind(&retries)
         .execute(&self.pool)
         .await?;
-        match result {
-            Ok(()) => tracing::info!(
-                change = change.id,
-                reference = %change.reference,
-                status = %change.status,
-                attempt = change.attempts,
-                "forward: change delivered"
-            ),
-            Err(e) => tracing::warn!(
-                change = change.id,
-                reference = %change.reference,
-                attempt = change.attempts,
-                retry_in_ms,
-                error = %e,
-                "forward: delivery failed; will retry"
-            ),
-        }
         Ok(())
     }
 }
