@@ -9,7 +9,7 @@ use fluid_webhooks::{config::Settings, secret::Secret, signature::standard};
 use serde_json::Value;
 
 use crate::{
-    helpers::{Event, TestApp, spawn_app_on, spawn_app_with},
+    helpers::{Event, TestApp, eventually, spawn_app_on, spawn_app_with},
     monitoring::sample,
     stand_in::{Reply, Seen, StandIn},
 };
@@ -116,25 +116,18 @@ async fn every_status_change_is_forwarded_signed_and_in_order() {
 }
 
 /// Waits until every recorded change is marked forwarded (the receiver answers before the
-/// forwarder records it), up to 20 s.
+/// forwarder records it).
 async fn wait_until_forwarded(app: &TestApp) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let unforwarded: i64 = sqlx::query_scalar(
+    eventually("every change marked forwarded", async || {
+        sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM transaction_changes WHERE forwarded_at IS NULL",
         )
         .fetch_one(&app.pool)
         .await
-        .expect("count");
-        if unforwarded == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{unforwarded} changes still not marked forwarded"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+        .expect("count")
+            == 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -326,6 +326,15 @@ impl TestApp {
     }
 }
 
+/// Waits until `check` holds, up to 20 s, looking every 25 ms.
+pub async fn eventually(what: &str, check: impl AsyncFn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Waits until no event is pending in the database, up to 20 s.
 pub async fn wait_until_processed(pool: &PgPool) {
     let deadline = Instant::now() + Duration::from_secs(20);

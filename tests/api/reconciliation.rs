@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use fluid_webhooks::{config::Settings, secret::Secret};
 
 use crate::{
-    helpers::{Event, TestApp, spawn_app_on, spawn_app_with, test_database},
+    helpers::{Event, TestApp, eventually, spawn_app_on, spawn_app_with, test_database},
     monitoring::sample,
     stand_in::{Reply, StandIn},
 };
@@ -42,14 +42,6 @@ fn polling(fluid: &StandIn) -> impl Fn(&mut Settings) + Clone {
         r.retry_base_ms = 100;
         r.retry_max_ms = 400;
         r.timeout_ms = 500;
-    }
-}
-
-async fn eventually(what: &str, check: impl AsyncFn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within 20 s");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -133,19 +133,14 @@ impl StandIn {
 
     /// Waits until `done(requests)` holds, up to 20 s.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let seen = self.seen();
-            if done(&seen) {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stand-in: {what} not seen within 20 s; got {} requests",
-                seen.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        // The requests that satisfied `done`, not the ones seen a moment later.
+        let last = std::cell::RefCell::new(Vec::new());
+        crate::helpers::eventually(what, async || {
+            *last.borrow_mut() = self.seen();
+            done(&last.borrow())
+        })
+        .await;
+        last.into_inner()
     }
 }
 
