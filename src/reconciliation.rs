@@ -515,12 +515,16 @@ impl Poller {
         } else {
             Vec::new()
         };
-        sqlx::query(
-            "UPDATE reconciliation_budget SET tokens = $1, refilled_at = clock_timestamp()",
-        )
-        .bind(available - claimed.len() as f64)
-        .execute(&mut *tx)
-        .await?;
+        // Nothing taken: the bucket is as it was (its refill is computed from `refilled_at`), so
+        // an idle round writes nothing.
+        if !claimed.is_empty() {
+            sqlx::query(
+                "UPDATE reconciliation_budget SET tokens = $1, refilled_at = clock_timestamp()",
+            )
+            .bind(available - claimed.len() as f64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(claimed)
     }
