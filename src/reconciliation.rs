@@ -98,8 +98,8 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// The `outcome` label of `fluid_webhooks_reconciliation_polls_total` (and of the table) for
-    /// answers that are not a status.
+    /// The `outcome` label of `fluid_webhooks_reconciliation_polls_total` (and of the table).
+    /// A status is `changed` or `unchanged` once compared with ours, which `record` does.
     fn outcome(&self) -> &'static str {
         match self {
             Self::Status { .. } => "answered",
@@ -109,6 +109,18 @@ impl Answer {
             Self::Failed(_) => "error",
             Self::Timeout => "timeout",
             Self::Invalid(_) => "invalid",
+        }
+    }
+
+    /// What is kept in `reconciliation.last_error` for answers that are not a status.
+    fn error(&self) -> Option<String> {
+        match self {
+            Self::Status { .. } | Self::RateLimited | Self::Timeout => None,
+            Self::NotFound => Some("FLUID does not know this reference".into()),
+            Self::Unauthorized(code) => Some(format!(
+                "FLUID refused the API key (HTTP {code}); check {API_KEY_VAR}"
+            )),
+            Self::Failed(e) | Self::Invalid(e) => Some(e.clone()),
         }
     }
 }
@@ -570,18 +582,7 @@ impl Poller {
                     }
                 }
             },
-            Answer::Unauthorized(code) => (
-                "unauthorized",
-                Some(format!(
-                    "FLUID refused the API key (HTTP {code}); check {API_KEY_VAR}"
-                )),
-            ),
-            Answer::Failed(e) | Answer::Invalid(e) => (polled.answer.outcome(), Some(e.clone())),
-            Answer::NotFound => (
-                "not_found",
-                Some("FLUID does not know this reference".into()),
-            ),
-            Answer::RateLimited | Answer::Timeout => (polled.answer.outcome(), None),
+            other => (other.outcome(), other.error()),
         };
         if let Some(pause) = polled.pause {
             sqlx::query(
