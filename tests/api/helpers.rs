@@ -337,22 +337,14 @@ pub async fn eventually(what: &str, check: impl AsyncFn() -> bool) {
 
 /// Waits until no event is pending in the database, up to 20 s.
 pub async fn wait_until_processed(pool: &PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
-                .fetch_one(pool)
-                .await
-                .expect("count");
-        if pending == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pending} events still pending after 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("every stored event applied", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await
+            .expect("count")
+            == 0
+    })
+    .await;
 }
 
 /// A FLUID transaction event, built as text so the amount stays exactly as written.
