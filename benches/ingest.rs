@@ -24,7 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fluid_webhooks::{embedded_postgres::EmbeddedPostgres, secret::Secret, signature};
+use fluid_webhooks::{
+    intake::signature, secret::Secret, store::embedded_postgres::EmbeddedPostgres,
+};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::{Child, Command};
 
@@ -587,7 +589,7 @@ async fn soak(pg: &EmbeddedPostgres, o: &Options) {
 async fn explain(pg: &EmbeddedPostgres, rows: usize) {
     let url = create_database(pg, "explain").await;
     let pool = PgPool::connect(&url).await.expect("pool");
-    fluid_webhooks::database::MIGRATOR
+    fluid_webhooks::store::database::MIGRATOR
         .run(&pool)
         .await
         .expect("migrations");

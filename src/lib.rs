@@ -1,71 +1,45 @@
 //! fluid-webhooks receives FLUID Network payment webhooks and keeps a merchant's transaction
 //! state right.
 //!
-//! The modules follow the path a delivery takes:
+//! The folders are the stages a delivery travels through, top to bottom; each imports only the
+//! ones below it (`tests/layout.rs` checks this):
 //!
-//! - [`server`] accepts connections (with read timeouts), [`limits`] guards the routes,
-//! - [`webhooks`]: the `POST /webhooks/{provider}` route, which checks the
-//! - [`signature`] of the sender's scheme ([`providers`]) over the raw body, then stores the event
-//!   once in the
-//! - [`inbox`] (`webhook_events`, unique per provider and event id, group commit) and answers
-//!   `{"received":true}`;
-//! - [`worker`] claims stored events in batches, reads them through [`mapping`] and applies them to
-//! - [`transactions`], whose state rules are the pure function [`transactions::rules::decide`].
-//!
-//! Beside the worker, in the same replicas: [`reconciliation`] polls FLUID's API for transactions
-//! left non-final and stores the answers as events for the worker; [`forward`] POSTs every status
-//! change to an internal URL; [`retention`] purges old rows. [`admin`] and [`monitoring`] serve
-//! the engineer on call.
-//!
-//! Around them: [`payload`] (the senders' bodies), [`config`] and [`secret`] (settings),
-//! [`database`] (pool, migrations), [`embedded_postgres`] (the private PostgreSQL used when
-//! `DATABASE_URL` is unset), [`startup`] (wiring, shutdown), [`health`], [`error`] (the HTTP error
-//! type), [`backoff`], [`telemetry`] (logs) and [`cli`] (the subcommands).
+//! - [`app`]: wiring. [`app::config`] assembles every section's settings, [`app::startup`] builds
+//!   the [`app::startup::Application`] and stops it, [`app::cli`] has one file per subcommand,
+//!   [`app::telemetry`] the log lines.
+//! - [`http`]: the HTTP surface. [`http::server`] accepts connections (with read timeouts),
+//!   [`http::limits`] guards the webhook routes, [`http::webhooks`] is `POST
+//!   /webhooks/{provider}`, [`http::admin`], [`http::health`] and [`http::metrics`] serve the
+//!   engineer on call, and [`http::error`] is the one HTTP error type, which turns every stage's
+//!   own error into a status and a JSON body.
+//! - [`intake`]: a delivery comes in. [`intake::providers`] knows each sender and checks its
+//!   [`intake::signature`] over the raw body, [`intake::envelope`] reads the verified body's ids,
+//!   and [`intake::inbox`] stores it once in `webhook_events` (group commit) before the route
+//!   answers `{"received":true}`.
+//! - [`apply`]: a stored event is applied. [`apply::worker`] claims events in batches, reads each
+//!   through its provider's [`apply::mapping`] and applies it to [`apply::transactions`], whose
+//!   state rules are the pure function [`apply::transactions::rules::decide`].
+//! - [`follow_up`]: after the fact. [`follow_up::reconciliation`] polls FLUID's API for
+//!   transactions left non-final and hands the answers to the inbox; [`follow_up::forward`] POSTs
+//!   every status change to an internal URL.
+//! - [`store`]: PostgreSQL. [`store::database`] (pool, migrations, sorting sqlx errors, wake-ups),
+//!   [`store::embedded_postgres`] (the private server used when `DATABASE_URL` is unset),
+//!   [`store::rows`] (the names states are stored under) and [`store::retention`].
+//! - Small shared pieces: [`secret`] (values never printed), [`backoff`] (retry delays and
+//!   leases) and [`config_error`] (the error a settings section reports).
 
-pub mod admin;
+pub mod app;
+pub mod apply;
 pub mod backoff;
-pub mod cli;
-pub mod config;
-pub mod database;
-pub mod embedded_postgres;
-pub mod error;
-pub mod forward;
-pub mod health;
-#[cfg(test)]
-mod hostile_input;
-pub mod inbox;
-pub mod limits;
-pub mod mapping;
-pub mod monitoring;
-pub mod payload;
-pub mod providers;
-pub mod reconciliation;
-pub mod retention;
+pub mod config_error;
+pub mod follow_up;
+pub mod http;
+pub mod intake;
 pub mod secret;
-pub mod server;
-pub mod signature;
-pub mod startup;
-pub mod telemetry;
-pub mod transactions;
-pub mod webhooks;
-pub mod worker;
+pub mod store;
 
 /// Chooses `ring` as rustls's crypto provider (for `send` over HTTPS and TLS database URLs).
 /// Calling it again is harmless.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The HTTP client for calls this service makes to others (FLUID's API, the forwarding URL): a
-/// per-request `timeout`, at most 10 s to connect, redirects not followed (a redirected POST would
-/// become a GET somewhere else), connections kept and reused.
-pub fn http_client(timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
-    // reqwest panics without a TLS crypto provider; installing it twice is harmless.
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("fluid-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
 }

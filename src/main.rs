@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fluid_webhooks::cli::{self, Cli};
+use fluid_webhooks::app::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -7,12 +7,16 @@ use std::{
 };
 
 use fluid_webhooks::{
-    config::{SECRET_VAR, Settings},
-    database::{self, MIGRATOR},
-    embedded_postgres::EmbeddedPostgres,
+    app::{
+        config::{SECRET_VAR, Settings},
+        startup::Application,
+    },
+    intake::signature,
     secret::Secret,
-    signature,
-    startup::Application,
+    store::{
+        database::{self, MIGRATOR},
+        embedded_postgres::EmbeddedPostgres,
+    },
 };
 use reqwest::Url;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -35,7 +39,9 @@ async fn server() -> &'static TestServer {
         .get_or_init(|| async {
             fluid_webhooks::install_crypto_provider();
             if std::env::var_os("TEST_LOG").is_some() {
-                fluid_webhooks::telemetry::init(fluid_webhooks::config::LogFormat::Pretty);
+                fluid_webhooks::app::telemetry::init(
+                    fluid_webhooks::app::telemetry::LogFormat::Pretty,
+                );
             }
             let admin_url = match std::env::var("DATABASE_URL") {
                 Ok(url) if !url.trim().is_empty() => {
@@ -396,6 +402,34 @@ impl<'a> Event<'a> {
             status,
             self.amount,
             error
+        )
+    }
+}
+
+/// The value of the first sample whose line starts with `prefix` (labels included), or 0.
+pub fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+impl TestApp {
+    /// `GET path` with the bearer `token`: (status, JSON body or null).
+    pub async fn get_with_token(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("sent");
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(serde_json::Value::Null),
         )
     }
 }

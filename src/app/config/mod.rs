@@ -1,0 +1,385 @@
+//! Typed settings: the commented `config/default.toml`, the `config/<FLUID_ENV>.toml` overlay,
+//! `FLUID_WEBHOOKS_<SECTION>__<KEY>` variables and the contract variables (`HOST`, `PORT`,
+//! `DATABASE_URL`, `FLUID_WEBHOOK_SECRET`, `FLUID_ENV`), validated once at start.
+//!
+//! Each section's type lives beside the code it configures (`[server]` in `http::server`,
+//! `[worker]` in `apply::worker`, ...) and knows its own rules; this module only reads the
+//! layers ([`layers`]), assembles the sections and the secrets, and checks every section's rules.
+
+mod layers;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use ipnet::IpNet;
+
+use super::telemetry::LogSettings;
+pub use crate::config_error::ConfigError;
+pub use crate::intake::providers::{PREVIOUS_SECRET_VAR, SECRET_VAR};
+use crate::{
+    apply::worker::WorkerSettings,
+    follow_up::{
+        forward::{self, ForwardSettings},
+        reconciliation::{self, ReconciliationSettings},
+    },
+    http::{limits::LimitSettings, server::ServerSettings},
+    intake::{
+        inbox::IngestSettings,
+        providers::{ProviderSettings, Providers},
+        signature::standard,
+    },
+    secret::Secret,
+    store::{database::DatabaseSettings, retention::RetentionSettings},
+};
+
+/// Which FLUID environment this receiver serves (`FLUID_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FluidEnv {
+    /// FLUID's sandbox and local development (the default).
+    Sandbox,
+    /// Live money.
+    Production,
+}
+
+impl FluidEnv {
+    /// Reads `FLUID_ENV` from the given value; unset means sandbox.
+    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("sandbox") => Ok(Self::Sandbox),
+            Some("production") => Ok(Self::Production),
+            Some(other) => Err(ConfigError::new(format!(
+                "FLUID_ENV must be `sandbox` or `production`, not `{other}`"
+            ))),
+        }
+    }
+
+    /// The lowercase name, also the name of the overlay file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// Everything the service reads at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `FLUID_ENV`.
+    pub env: FluidEnv,
+    /// The webhook signing secret (`FLUID_WEBHOOK_SECRET`).
+    pub secret: Secret,
+    /// The previous secret during a rotation (`FLUID_WEBHOOK_SECRET_PREVIOUS`), also accepted.
+    pub previous_secret: Option<Secret>,
+    /// `ADMIN_TOKEN`: the bearer token of the admin API, which is off when it is unset.
+    pub admin_token: Option<Secret>,
+    /// `DATABASE_URL`; `None` starts the embedded PostgreSQL.
+    pub database_url: Option<Secret>,
+    /// `FLUID_API_KEY`: FLUID's API key; reconciliation by polling is off when it is unset.
+    pub fluid_api_key: Option<Secret>,
+    /// `FORWARD_SECRET`: the key status changes forwarded to `forward.url` are signed with.
+    pub forward_secret: Option<Secret>,
+    /// The `[server]` table.
+    pub server: ServerSettings,
+    /// The `[ingest]` table.
+    pub ingest: IngestSettings,
+    /// The `[database]` table.
+    pub database: DatabaseSettings,
+    /// The `[worker]` table.
+    pub worker: WorkerSettings,
+    /// The `[log]` table.
+    pub log: LogSettings,
+    /// The `[retention]` table.
+    pub retention: RetentionSettings,
+    /// The `[limits]` table.
+    pub limits: LimitSettings,
+    /// The `[reconciliation]` table.
+    pub reconciliation: ReconciliationSettings,
+    /// The `[forward]` table.
+    pub forward: ForwardSettings,
+    /// The `[allow_ips]` table: per provider, the networks allowed to deliver (none: anyone).
+    pub allow_ips: BTreeMap<String, Vec<IpNet>>,
+    /// The `[providers.<name>]` tables (the built-in `fluid` is not among them).
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// The values of the variables the providers name in `secrets_env`.
+    pub provider_secrets: HashMap<String, Secret>,
+}
+
+/// The file-backed part of the settings; see `config/default.toml` for each key's meaning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    server: ServerSettings,
+    ingest: IngestSettings,
+    database: DatabaseSettings,
+    worker: WorkerSettings,
+    log: LogSettings,
+    retention: RetentionSettings,
+    limits: LimitSettings,
+    reconciliation: ReconciliationSettings,
+    forward: ForwardSettings,
+    #[serde(default)]
+    allow_ips: BTreeMap<String, Vec<IpNet>>,
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderSettings>,
+}
+
+impl Settings {
+    /// Loads the settings from the process environment and the config files.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Loads the settings from the given variables (tests pass their own) and the config files.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let secret = match vars.get(SECRET_VAR).map(|s| s.trim()) {
+            Some(value) if !value.is_empty() => Secret::new(value),
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "{SECRET_VAR} is not set: it must hold the webhook secret FLUID signs deliveries with"
+                )));
+            }
+        };
+        let mut settings = Self::without_secret(vars)?;
+        settings.secret = secret;
+        settings.previous_secret = secret_var(vars, PREVIOUS_SECRET_VAR);
+        settings.provider_secrets = settings
+            .providers
+            .values()
+            .flat_map(|p| p.secrets_env.iter())
+            .filter_map(|name| {
+                let value = vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())?;
+                Some((name.clone(), Secret::new(value)))
+            })
+            .collect();
+        settings.providers()?;
+        Ok(settings)
+    }
+
+    /// Every provider, ready to verify deliveries: the built-in `fluid` and the declared ones.
+    pub fn providers(&self) -> Result<Providers, ConfigError> {
+        Providers::build(
+            self.fluid_keys(),
+            &self.providers,
+            &self.provider_secrets,
+            &self.allow_ips,
+        )
+    }
+
+    /// The keys FLUID deliveries are checked with: the current secret, then the previous one.
+    pub fn fluid_keys(&self) -> Vec<Secret> {
+        std::iter::once(self.secret.clone())
+            .chain(self.previous_secret.clone())
+            .collect()
+    }
+
+    /// Loads everything but the webhook secret, for commands that verify no webhook
+    /// (`migrate`); the secret is left empty.
+    pub fn without_secret(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = FluidEnv::parse(vars.get("FLUID_ENV").map(String::as_str))?;
+        let table = layers::table(env, vars)?;
+        let file: FileSettings = serde_path_to_error::deserialize(table).map_err(|e| {
+            let key = e.path().to_string();
+            let source = layers::source_of(&key);
+            ConfigError::new(format!("bad setting `{key}` ({source}): {}", e.inner()))
+        })?;
+
+        let settings = Self {
+            env,
+            secret: Secret::new(""),
+            previous_secret: None,
+            admin_token: secret_var(vars, "ADMIN_TOKEN"),
+            database_url: secret_var(vars, "DATABASE_URL"),
+            fluid_api_key: secret_var(vars, reconciliation::API_KEY_VAR),
+            forward_secret: secret_var(vars, forward::SECRET_VAR),
+            server: file.server,
+            ingest: file.ingest,
+            database: file.database,
+            worker: file.worker,
+            log: file.log,
+            retention: file.retention,
+            limits: file.limits,
+            reconciliation: file.reconciliation,
+            forward: file.forward,
+            allow_ips: file.allow_ips,
+            providers: file.providers,
+            provider_secrets: HashMap::new(),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every section's rules, then what spans sections (forwarding needs its secret).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let rules: Vec<_> = [
+            self.server.rules(),
+            self.ingest.rules(),
+            self.database.rules(),
+            self.worker.rules(),
+            self.retention.rules(),
+            self.limits.rules(),
+            self.reconciliation.rules(),
+            self.forward.rules(),
+            vec![(
+                self.fluid_api_key.is_some()
+                    && reqwest::Url::parse(&self.reconciliation.base_url).is_err(),
+                "reconciliation.base_url",
+                "must be a URL such as https://api.fluid-network.com/api/v1",
+            )],
+        ]
+        .concat();
+        ConfigError::first_broken(&rules)?;
+        let fwd = &self.forward;
+        if !fwd.url.trim().is_empty() {
+            let secret = self.forward_secret.as_ref().ok_or_else(|| {
+                ConfigError::new(format!(
+                    "forward.url is set but {} is not: changes are only forwarded signed",
+                    forward::SECRET_VAR
+                ))
+            })?;
+            standard::key_bytes(secret)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", forward::SECRET_VAR)))?;
+        }
+        Ok(())
+    }
+}
+
+/// A secret from the environment; unset or blank is `None`.
+fn secret_var(vars: &HashMap<String, String>, name: &str) -> Option<Secret> {
+    vars.get(name)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::telemetry::LogFormat;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_with_only_the_secret() {
+        let s = Settings::from_vars(&vars(&[(SECRET_VAR, "s3cret")])).expect("defaults are valid");
+        assert_eq!(s.server.port, 3000);
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.env, FluidEnv::Sandbox);
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert!(s.database_url.is_none());
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable() {
+        let err = Settings::from_vars(&vars(&[])).expect_err("secret is required");
+        assert!(err.to_string().contains(SECRET_VAR), "{err}");
+    }
+
+    #[test]
+    fn contract_and_prefixed_variables_override_files() {
+        let s = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            ("HOST", "0.0.0.0"),
+            ("PORT", "8080"),
+            ("FLUID_ENV", "production"),
+            ("FLUID_WEBHOOKS_WORKER__BATCH_SIZE", "7"),
+            ("FLUID_WEBHOOKS_WORKER__ENABLED", "false"),
+        ]))
+        .expect("valid");
+        assert_eq!((s.server.host.as_str(), s.server.port), ("0.0.0.0", 8080));
+        assert_eq!(s.worker.batch_size, 7);
+        assert!(!s.worker.enabled);
+        assert_eq!(s.log.format, LogFormat::Json, "production overlay applies");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (("PORT", "eighty"), "PORT"),
+            (
+                ("FLUID_WEBHOOKS_WORKER__BATCH_SIZE", "0"),
+                "worker.batch_size",
+            ),
+            (("FLUID_WEBHOOKS_WORKER__BACH_SIZE", "5"), "bach_size"),
+            (("FLUID_WEBHOOKS_SERVER__PORT", "99999"), "server.port"),
+            (("FLUID_ENV", "staging"), "FLUID_ENV"),
+        ];
+        for ((name, value), expected) in cases {
+            let err = Settings::from_vars(&vars(&[(SECRET_VAR, "x"), (name, value)]))
+                .expect_err("invalid");
+            assert!(err.to_string().contains(expected), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "topsecret"),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ("FLUID_API_KEY", "test_sk_apikey"),
+            ("FORWARD_SECRET", "whsec_Zm9yd2FyZGtleQ=="),
+            (
+                "FLUID_WEBHOOKS_FORWARD__URL",
+                "http://orders.internal/changes",
+            ),
+        ]))
+        .expect("valid");
+        assert!(s.fluid_api_key.is_some() && s.forward_secret.is_some());
+        let debug = format!("{s:?}");
+        for secret in ["topsecret", "pw@", "test_sk_apikey", "Zm9yd2FyZGtleQ"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn forwarding_needs_a_standard_webhooks_secret_and_polling_a_sane_budget() {
+        let url = (
+            "FLUID_WEBHOOKS_FORWARD__URL",
+            "http://orders.internal/changes",
+        );
+        let err = Settings::from_vars(&vars(&[(SECRET_VAR, "x"), url])).expect_err("no secret");
+        assert!(err.to_string().contains("FORWARD_SECRET"), "{err}");
+        let err = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            url,
+            ("FORWARD_SECRET", "whsec_!!"),
+        ]))
+        .expect_err("not base64");
+        assert!(err.to_string().contains("FORWARD_SECRET"), "{err}");
+        for (name, value, key) in [
+            (
+                "FLUID_WEBHOOKS_RECONCILIATION__MAX_ATTEMPTS",
+                "11",
+                "reconciliation.max_attempts",
+            ),
+            (
+                "FLUID_WEBHOOKS_RECONCILIATION__RATE_PER_MINUTE",
+                "1001",
+                "reconciliation.rate_per_minute",
+            ),
+            ("FLUID_WEBHOOKS_FORWARD__URL", "not a url", "forward.url"),
+        ] {
+            let err = Settings::from_vars(&vars(&[(SECRET_VAR, "x"), (name, value)]))
+                .expect_err("invalid");
+            assert!(err.to_string().contains(key), "{name}={value}: {err}");
+        }
+        let production =
+            Settings::from_vars(&vars(&[(SECRET_VAR, "x"), ("FLUID_ENV", "production")]))
+                .expect("valid");
+        assert_eq!(
+            production.reconciliation.base_url,
+            "https://api.fluid-network.com/api/v1"
+        );
+        let sandbox = Settings::from_vars(&vars(&[(SECRET_VAR, "x")])).expect("valid");
+        assert_eq!(
+            sandbox.reconciliation.base_url,
+            "https://sandbox-api.fluid-network.com/api/v1"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The [`Application`]: binds the port, builds the HTTP state and runs every stage (the inbox's
+//! flushers, the server, the workers, the poller, the forwarder, retention) until shutdown, then
+//! stops them in order. Tests start the same `Application` on port 0.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::config::Settings;
+use crate::{
+    apply::worker::Worker,
+    follow_up::{forward::Forwarder, reconciliation::Poller},
+    http::{self, AppState, limits::Limits, metrics, server},
+    intake::inbox::Inbox,
+    store::retention,
+};
+
+/// The service, bound to its port and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    flushers: JoinSet<()>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Binds `server.host:server.port` (port 0 picks a free port).
+    pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        metrics::install();
+        let ingest_timeout = Duration::from_millis(settings.server.ingest_timeout_ms);
+        let (inbox, flushers) = Inbox::start(pool.clone(), &settings.ingest, ingest_timeout);
+        let state = AppState {
+            pool,
+            inbox,
+            providers: Arc::new(settings.providers()?),
+            limits: Arc::new(Limits::new(settings.limits.clone())),
+            wake: Arc::new(Notify::new()),
+            ingest_timeout,
+            max_body_bytes: settings.server.max_body_bytes,
+        };
+        Ok(Self {
+            listener,
+            state,
+            flushers,
+            settings,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves requests and runs the workers until `shutdown` is cancelled; then stops accepting,
+    /// lets in-flight requests and the current batch finish (bounded by
+    /// `server.shutdown_timeout_secs`) and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            mut flushers,
+            settings,
+        } = self;
+        let grace = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        let mut workers = JoinSet::new();
+        if settings.worker.enabled {
+            for _ in 0..settings.worker.concurrency {
+                let worker = Worker::new(
+                    state.pool.clone(),
+                    state.providers.clone(),
+                    settings.worker.clone(),
+                    state.wake.clone(),
+                );
+                workers.spawn(worker.run(shutdown.clone()));
+            }
+            workers.spawn(retention::run(
+                state.pool.clone(),
+                settings.retention.clone(),
+                shutdown.clone(),
+            ));
+            if let Some(key) = &settings.fluid_api_key {
+                let poller = Poller::new(
+                    state.pool.clone(),
+                    key.clone(),
+                    settings.reconciliation.clone(),
+                )?;
+                workers.spawn(poller.run(shutdown.clone()));
+            }
+            if let (false, Some(secret)) = (
+                settings.forward.url.trim().is_empty(),
+                &settings.forward_secret,
+            ) {
+                let forwarder =
+                    Forwarder::new(state.pool.clone(), secret, settings.forward.clone())?;
+                workers.spawn(forwarder.run(shutdown.clone()));
+            }
+        }
+        let header_timeout = Duration::from_millis(settings.limits.header_timeout_ms);
+        let mut server = tokio::spawn(server::serve(
+            listener,
+            http::router(state, settings.admin_token.clone()),
+            header_timeout,
+            shutdown.clone(),
+        ));
+
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("in-flight requests did not finish within {grace:?}; closing them");
+                server.abort();
+                Ok(())
+            }
+        };
+        shutdown.cancel();
+        // The server, and with it every handle to the inbox, is gone: the flushers store what they
+        // were handed and end; the workers end after their current batch.
+        join_within(&mut flushers, grace, "the inbox did not finish storing").await;
+        join_within(
+            &mut workers,
+            grace,
+            "the worker did not finish its batch (it will be retried)",
+        )
+        .await;
+        served.context("server task")
+    }
+}
+
+/// Waits for every task of `set`, at most `grace`; then logs `late` and leaves them.
+async fn join_within(set: &mut JoinSet<()>, grace: Duration, late: &str) {
+    let all = async { while set.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!("{late} within {grace:?}");
+    }
+}
+
+/// Cancels `token` on SIGTERM (container stop) or SIGINT (Ctrl-C).
+pub async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+}

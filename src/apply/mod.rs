@@ -1,0 +1,6 @@
+//! A stored event is applied: the [`worker`] claims events from the inbox, reads each with its
+//! provider's [`mapping`] and applies it to [`transactions`] through the pure state rules.
+
+pub mod mapping;
+pub mod transactions;
+pub mod worker;

@@ -1,0 +1,132 @@
+//! `GET /admin/transactions`: a transaction by reference (or the merchant's partner reference),
+//! with its events, its status changes and their forwarding, and where reconciliation stands.
+
+use axum::{
+    Json,
+    extract::{Query, State},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::FromRow;
+
+use super::events::{EventSummary, SUMMARY};
+use crate::http::{
+    AppState,
+    error::{Error, Result},
+};
+
+/// `GET /admin/transactions?reference=...[&provider=fluid]` or `?partner_reference=...`.
+#[derive(Debug, Deserialize)]
+pub(super) struct TransactionLookup {
+    reference: Option<String>,
+    provider: Option<String>,
+    partner_reference: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct TransactionRow {
+    provider: String,
+    reference: String,
+    partner_reference: Option<String>,
+    status: String,
+    amount: Option<String>,
+    currency: Option<String>,
+    fee: Option<String>,
+    last_event_id: String,
+    last_event_type: String,
+    last_event_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// One status change of a transaction, and its forwarding.
+#[derive(Debug, Serialize, FromRow)]
+struct ChangeRow {
+    id: i64,
+    status: String,
+    previous_status: Option<String>,
+    event_id: String,
+    event_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    forwarded_at: Option<DateTime<Utc>>,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+/// Where reconciliation stands for a non-final FLUID transaction.
+#[derive(Debug, Serialize, FromRow)]
+struct PollingRow {
+    since: DateTime<Utc>,
+    polls: i32,
+    /// `null` before the first poll; `infinity` once given up.
+    next_poll_at: Option<String>,
+    last_polled_at: Option<DateTime<Utc>>,
+    last_outcome: Option<String>,
+    last_error: Option<String>,
+}
+
+/// `GET /admin/transactions`.
+pub(super) async fn lookup(
+    State(state): State<AppState>,
+    Query(q): Query<TransactionLookup>,
+) -> Result<Json<Value>> {
+    if q.reference.is_none() && q.partner_reference.is_none() {
+        return Err(Error::BadRequest(
+            "give `reference` (and optionally `provider`) or `partner_reference`".into(),
+        ));
+    }
+    let rows: Vec<TransactionRow> = sqlx::query_as(
+        "SELECT provider, reference, partner_reference, status, amount::text AS amount, currency, fee::text AS fee, \
+             last_event_id, last_event_type, last_event_at, created_at, updated_at \
+         FROM transactions \
+         WHERE ($1::text IS NULL OR reference = $1) AND ($2::text IS NULL OR provider = $2) \
+           AND ($3::text IS NULL OR partner_reference = $3) \
+         ORDER BY created_at LIMIT 100",
+    )
+    .bind(&q.reference)
+    .bind(&q.provider)
+    .bind(&q.partner_reference)
+    .fetch_all(&state.pool)
+    .await
+    ?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let sql = format!(
+            "SELECT {SUMMARY} FROM webhook_events WHERE provider = $1 AND reference = $2 ORDER BY id"
+        );
+        let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&row.provider)
+            .bind(&row.reference)
+            .fetch_all(&state.pool)
+            .await?;
+        let changes: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT id, status, previous_status, event_id, event_at, recorded_at, forwarded_at, \
+                 attempts, last_error \
+             FROM transaction_changes WHERE provider = $1 AND reference = $2 ORDER BY id",
+        )
+        .bind(&row.provider)
+        .bind(&row.reference)
+        .fetch_all(&state.pool)
+        .await?;
+        let reconciliation: Option<PollingRow> = sqlx::query_as(
+            "SELECT since, polls, next_poll_at::text AS next_poll_at, last_polled_at, last_outcome, \
+                 last_error \
+             FROM reconciliation WHERE provider = $1 AND reference = $2",
+        )
+        .bind(&row.provider)
+        .bind(&row.reference)
+        .fetch_optional(&state.pool)
+        .await?;
+        found.push(json!({
+            "transaction": row,
+            "events": events,
+            "changes": changes,
+            "reconciliation": reconciliation,
+        }));
+    }
+    if found.is_empty() {
+        return Err(Error::NotFound);
+    }
+    Ok(Json(json!({ "transactions": found })))
+}

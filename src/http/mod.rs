@@ -1,0 +1,63 @@
+//! The HTTP surface, on top of every stage: the accept loop ([`server`]), the abuse limits
+//! ([`limits`]), the webhook route ([`webhooks`]), the admin API ([`admin`]), health and metrics,
+//! and the one error type ([`error`]) every other stage's error is turned into here.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+#[cfg(test)]
+mod hostile_input;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod webhooks;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{
+    intake::{inbox::Inbox, providers::Providers},
+    secret::Secret,
+};
+use limits::Limits;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub pool: PgPool,
+    /// Where verified deliveries are stored (group commit).
+    pub inbox: Inbox,
+    /// The senders deliveries are accepted from, with their keys.
+    pub providers: Arc<Providers>,
+    /// Rate limits, allowlists and the cap on requests in flight.
+    pub limits: Arc<Limits>,
+    /// Wakes this process's workers when an event is stored.
+    pub wake: Arc<Notify>,
+    /// Time allowed to store an event before 503.
+    pub ingest_timeout: Duration,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// The whole HTTP surface; the admin API only with a token.
+pub fn router(state: AppState, admin_token: Option<Secret>) -> Router {
+    let admin = admin_token.map(admin::router).unwrap_or_default();
+    Router::new()
+        .merge(admin)
+        .merge(webhooks::router(&state))
+        .merge(health::router())
+        .merge(metrics::router())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::Error::Internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+        }))
+        .with_state(state)
+}

@@ -1,0 +1,8 @@
+//! A delivery comes in: which sender it is from ([`providers`]), whether its [`signature`] holds
+//! over the raw body, what its [`envelope`] says (event id, type), and storing it once in the
+//! [`inbox`] before it is acknowledged.
+
+pub mod envelope;
+pub mod inbox;
+pub mod providers;
+pub mod signature;

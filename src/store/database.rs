@@ -1,0 +1,153 @@
+//! The connection pool, the embedded migrations, and how a database failure is sorted: the data
+//! was refused, the database cannot be reached, or something else (a bug).
+
+use std::{path::PathBuf, str::FromStr, time::Duration};
+
+use anyhow::Context;
+use serde::Deserialize;
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::secret::Secret;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// `[database]`: the pool and the embedded server; see `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Data folder of the embedded PostgreSQL used when `DATABASE_URL` is unset.
+    pub embedded_data_dir: PathBuf,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Wait for a connection before giving up (and answering 503).
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` for every connection.
+    pub statement_timeout_ms: u64,
+    /// How long start-up keeps trying to reach the database.
+    pub startup_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    /// The rules of `[database]`; the first broken one is reported with its key.
+    pub fn rules(&self) -> Vec<(bool, &'static str, &'static str)> {
+        vec![
+            (
+                self.max_connections < 2,
+                "database.max_connections",
+                "must be at least 2",
+            ),
+            (
+                self.acquire_timeout_ms == 0,
+                "database.acquire_timeout_ms",
+                "must be at least 1",
+            ),
+        ]
+    }
+}
+
+/// A pool that connects on demand: the service starts, and recovers, without the database being
+/// up at that moment; requests get 503 while it is away.
+pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    // The URL may hold a password: the error names the variable, never the value.
+    let options = PgConnectOptions::from_str(url.expose())
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?
+        .application_name("fluid-webhooks")
+        .options([(
+            "statement_timeout",
+            settings.statement_timeout_ms.to_string(),
+        )]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // No ping before each use: a connection broken by a database restart fails its one batch
+        // (503, FLUID retries) and is replaced; the ping would cost a round trip per batch.
+        .test_before_acquire(false)
+        .connect_lazy_with(options))
+}
+
+/// Applies pending migrations, trying again until `timeout` while the database is not reachable.
+/// Replicas starting together are safe: sqlx holds an advisory lock while it migrates.
+pub async fn migrate(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e))
+                if is_unreachable(&e) && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("applying database migrations"),
+        }
+    }
+}
+
+/// A database failure, sorted by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// PostgreSQL refused the data itself (the client's fault; trying again will not help).
+    #[error("{0}")]
+    BadData(String),
+    /// The database could not be reached, or went away mid-conversation (try again later).
+    #[error("database unavailable: {0}")]
+    Unreachable(String),
+    /// Anything else: a bug of ours or a broken promise of the database.
+    #[error("database error: {0}")]
+    Bug(String),
+}
+
+impl Failure {
+    /// Sorts a sqlx error. Takes a reference because every request of a failed batch gets its own
+    /// copy of the answer.
+    pub fn of(error: &sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Database(db) if is_data_error(error) => {
+                Self::BadData(format!("the database refused a value: {}", db.message()))
+            }
+            _ if is_unreachable(error) => Self::Unreachable(error.to_string()),
+            _ => Self::Bug(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Self::of(&error)
+    }
+}
+
+/// PostgreSQL refused the data itself: class 22 (data exception, e.g. a `\u0000` jsonb cannot
+/// hold) or 54 (program limit exceeded, e.g. nesting too deep for the jsonb parser).
+pub fn is_data_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("54")))
+}
+
+/// Whether an error means the database could not be reached or went away mid-conversation
+/// (as opposed to refusing a statement, or a bug in ours).
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exception; 57P: the server is shutting down or restarting.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// Drops the notifications already received: they only wake a loop, and one pass of it serves
+/// them all (otherwise a busy loop would wake once for each, long after the work was done).
+pub fn drain_notifications(listener: &mut sqlx::postgres::PgListener) {
+    while listener.next_buffered().is_some() {}
+}

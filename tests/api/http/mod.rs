@@ -1,0 +1,6 @@
+//! The HTTP surface: the webhook route, the abuse limits, the admin API and the metrics.
+
+mod admin;
+mod limits;
+mod metrics;
+mod webhooks;

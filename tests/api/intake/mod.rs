@@ -1,0 +1,4 @@
+//! Intake: every sender's scheme, and no acknowledged event lost under a burst.
+
+mod providers;
+mod under_load;

@@ -1,0 +1,4 @@
+//! The database: an outage and its recovery, and retention.
+
+mod outage;
+mod retention;
