@@ -2,7 +2,7 @@
 //! the webhook secret. The timestamp header is not signed, so it proves nothing; replays are made
 //! harmless by event-id idempotency instead.
 
-use super::{SignatureError, digest, matching_key};
+use super::{SignatureError, digest, hex_signature, matching_key};
 use crate::secret::Secret;
 
 /// The header FLUID puts the signature in (HTTP header names are case-insensitive).
@@ -25,12 +25,7 @@ pub fn verify(
     if text.is_empty() {
         return Err(SignatureError::Missing);
     }
-    let hex_digits = match text.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("sha256=") => &text[7..],
-        _ => text,
-    };
-    let mut expected = vec![0u8; 32];
-    hex::decode_to_slice(hex_digits, &mut expected).map_err(|_| SignatureError::Malformed)?;
+    let expected = hex_signature(text)?;
     let keys: Vec<&[u8]> = keys.iter().map(|k| k.expose().as_bytes()).collect();
     matching_key(&keys, &[body], &[expected]).ok_or(SignatureError::Mismatch)
 }

@@ -73,6 +73,18 @@ pub(crate) fn within_window(timestamp: i64, now: i64, tolerance_secs: u64) -> bo
         .is_some_and(|age| age.checked_abs().is_some_and(|a| a <= tolerance))
 }
 
+/// The 32 bytes of a hex HMAC-SHA256 signature, with or without a `sha256=` prefix (either case);
+/// anything else is malformed.
+pub(crate) fn hex_signature(text: &str) -> Result<Vec<u8>, SignatureError> {
+    let hex_digits = match text.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("sha256=") => &text[7..],
+        _ => text,
+    };
+    let mut bytes = vec![0u8; 32];
+    hex::decode_to_slice(hex_digits, &mut bytes).map_err(|_| SignatureError::Malformed)?;
+    Ok(bytes)
+}
+
 /// Reads a Unix-seconds header value; anything else is malformed.
 pub(crate) fn parse_timestamp(header: Option<&[u8]>) -> Result<i64, SignatureError> {
     let text = std::str::from_utf8(header.ok_or(SignatureError::Missing)?)

@@ -3,7 +3,7 @@
 //! the Unix seconds it was signed at. A timestamp outside the tolerance window, either way, is
 //! refused, so a captured delivery cannot be replayed later.
 
-use super::{SignatureError, digest, matching_key, parse_timestamp, within_window};
+use super::{SignatureError, digest, hex_signature, matching_key, parse_timestamp, within_window};
 use crate::secret::Secret;
 
 /// Checks a delivery against each key; returns the index of the key that matched.
@@ -18,12 +18,7 @@ pub fn verify(
     let text = std::str::from_utf8(signature.ok_or(SignatureError::Missing)?)
         .map_err(|_| SignatureError::Malformed)?
         .trim();
-    let hex_digits = match text.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("sha256=") => &text[7..],
-        _ => text,
-    };
-    let mut expected = vec![0u8; 32];
-    hex::decode_to_slice(hex_digits, &mut expected).map_err(|_| SignatureError::Malformed)?;
+    let expected = hex_signature(text)?;
     let raw_timestamp = timestamp.ok_or(SignatureError::Missing)?;
     let signed_at = parse_timestamp(Some(raw_timestamp))?;
     if !within_window(signed_at, now, tolerance_secs) {
