@@ -234,7 +234,7 @@ impl Forwarder {
         )
         .bind(i64::from(self.settings.concurrency))
         // The lease outlasts the request, so nobody else sends it meanwhile.
-        .bind(i64::try_from(self.settings.timeout_ms.saturating_add(30_000)).unwrap_or(i64::MAX))
+        .bind(backoff::lease_ms(self.settings.timeout_ms))
         .fetch_all(&self.pool)
         .await?;
         let mut posts = JoinSet::new();

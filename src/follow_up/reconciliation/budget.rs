@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 
 use super::ReconciliationSettings;
+use crate::backoff;
 
 /// A transaction claimed for a poll.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -61,7 +62,7 @@ pub async fn claim(pool: &PgPool, s: &ReconciliationSettings) -> Result<Vec<Clai
         .bind(i64::try_from(s.after_secs).unwrap_or(i64::MAX))
         .bind(want)
         // The lease outlasts the request, so nobody else polls it meanwhile.
-        .bind(i64::try_from(s.timeout_ms.saturating_add(30_000)).unwrap_or(i64::MAX))
+        .bind(backoff::lease_ms(s.timeout_ms))
         .fetch_all(&mut *tx)
         .await?
     } else {
