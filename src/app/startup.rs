@@ -93,12 +93,13 @@ impl Application {
                 )?;
                 workers.spawn(poller.run(shutdown.clone()));
             }
-            if let (false, Some(secret)) = (
-                settings.forward.url.trim().is_empty(),
-                &settings.forward_secret,
-            ) {
-                let forwarder =
-                    Forwarder::new(state.pool.clone(), secret, settings.forward.clone())?;
+            if let (Some(url), Some(secret)) = (&settings.forward.url, &settings.forward_secret) {
+                let forwarder = Forwarder::new(
+                    state.pool.clone(),
+                    url.clone(),
+                    secret,
+                    settings.forward.clone(),
+                )?;
                 workers.spawn(forwarder.run(shutdown.clone()));
             }
         }

@@ -39,8 +39,9 @@ pub const CHANNEL: &str = "transaction_changes";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardSettings {
-    /// Where changes are POSTed; empty: not forwarded.
-    pub url: String,
+    /// Where changes are POSTed; `None` (empty in the file): not forwarded.
+    #[serde(deserialize_with = "super::deserialize_optional_url")]
+    pub url: Option<Url>,
     /// Per-request timeout.
     pub timeout_ms: u64,
     /// First delay after a failed delivery.
@@ -71,11 +72,6 @@ impl ForwardSettings {
                 self.retry_base_ms > self.retry_max_ms,
                 "forward.retry_base_ms",
                 "must not exceed forward.retry_max_ms",
-            ),
-            (
-                !self.url.trim().is_empty() && reqwest::Url::parse(self.url.trim()).is_err(),
-                "forward.url",
-                "must be an http(s) URL, or empty to forward nothing",
             ),
         ]
     }
@@ -135,14 +131,13 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder to `settings.url`, signing with `secret` (`whsec_<base64>`).
-    pub fn new(pool: PgPool, secret: &Secret, settings: ForwardSettings) -> anyhow::Result<Self> {
-        let url = Url::parse(&settings.url)
-            .map_err(|e| anyhow::anyhow!("forward.url `{}`: {e}", settings.url))?;
-        anyhow::ensure!(
-            matches!(url.scheme(), "http" | "https"),
-            "forward.url must be an http(s) URL"
-        );
+    /// A forwarder to `url`, signing with `secret` (`whsec_<base64>`).
+    pub fn new(
+        pool: PgPool,
+        url: Url,
+        secret: &Secret,
+        settings: ForwardSettings,
+    ) -> anyhow::Result<Self> {
         let key = standard::key_bytes(secret).map_err(|e| anyhow::anyhow!("{SECRET_VAR}: {e}"))?;
         let client = http_client(Duration::from_millis(settings.timeout_ms))?;
         Ok(Self {

@@ -93,13 +93,7 @@ pub struct FluidApi {
 
 impl FluidApi {
     /// A client for `base_url`, authenticated with `key`, giving each request `timeout`.
-    pub fn new(base_url: &str, key: Secret, timeout: Duration) -> anyhow::Result<Self> {
-        let base = Url::parse(base_url.trim_end_matches('/'))
-            .map_err(|e| anyhow::anyhow!("reconciliation.base_url `{base_url}`: {e}"))?;
-        anyhow::ensure!(
-            matches!(base.scheme(), "http" | "https") && !base.cannot_be_a_base(),
-            "reconciliation.base_url must be an http(s) URL, not `{base_url}`"
-        );
+    pub fn new(base: Url, key: Secret, timeout: Duration) -> anyhow::Result<Self> {
         let client = http_client(timeout)?;
         Ok(Self { client, base, key })
     }
@@ -237,6 +231,7 @@ fn seconds_or_date(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::follow_up::http_url;
 
     #[test]
     fn broken_answers_are_invalid() {
@@ -298,16 +293,12 @@ mod tests {
 
     #[test]
     fn the_reference_is_one_encoded_path_segment() {
-        let api = FluidApi::new(
-            "https://sandbox-api.fluid-network.com/api/v1/",
-            Secret::new("k"),
-            Duration::from_secs(1),
-        )
-        .expect("valid");
+        let base = http_url("https://sandbox-api.fluid-network.com/api/v1/").expect("a URL");
+        let api = FluidApi::new(base, Secret::new("k"), Duration::from_secs(1)).expect("valid");
         assert_eq!(
             api.debit_request_url("FLU/../x y").as_str(),
             "https://sandbox-api.fluid-network.com/api/v1/payment-providers/debit-requests/FLU%2F..%2Fx%20y"
         );
-        assert!(FluidApi::new("ftp://x", Secret::new("k"), Duration::from_secs(1)).is_err());
+        assert!(http_url("ftp://x").is_err() && http_url("mailto:a@b").is_err());
     }
 }

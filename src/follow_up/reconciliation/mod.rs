@@ -24,6 +24,7 @@ pub mod budget;
 pub mod poll_event;
 pub mod poller;
 
+use reqwest::Url;
 use serde::Deserialize;
 
 pub use poller::Poller;
@@ -36,7 +37,8 @@ pub const API_KEY_VAR: &str = "FLUID_API_KEY";
 #[serde(deny_unknown_fields)]
 pub struct ReconciliationSettings {
     /// FLUID's API, e.g. `https://api.fluid-network.com/api/v1`.
-    pub base_url: String,
+    #[serde(deserialize_with = "crate::follow_up::deserialize_url")]
+    pub base_url: Url,
     /// A transaction not final this long after it became non-final is polled.
     pub after_secs: u64,
     /// First delay between two polls of one transaction.

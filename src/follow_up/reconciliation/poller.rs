@@ -36,7 +36,7 @@ impl Poller {
         settings: ReconciliationSettings,
     ) -> anyhow::Result<Self> {
         let api = FluidApi::new(
-            &settings.base_url,
+            settings.base_url.clone(),
             key,
             Duration::from_millis(settings.timeout_ms),
         )?;

@@ -21,9 +21,9 @@ fn forward_secret() -> String {
 }
 
 fn forwarding_to(receiver: &StandIn) -> impl FnOnce(&mut Settings) {
-    let url = format!("{}/payments/changes", receiver.url);
+    let url = reqwest::Url::parse(&format!("{}/payments/changes", receiver.url)).expect("URL");
     move |s: &mut Settings| {
-        s.forward.url = url;
+        s.forward.url = Some(url);
         s.forward.interval_ms = 50;
         s.forward.retry_base_ms = 50;
         s.forward.retry_max_ms = 200;

@@ -30,7 +30,7 @@ fn answer(reference: &str, status: &str, timestamp: &str) -> String {
 
 /// Polling on, against `fluid`, fast: due at once, short backoff.
 fn polling(fluid: &StandIn) -> impl Fn(&mut Settings) + Clone {
-    let base_url = format!("{}/api/v1", fluid.url);
+    let base_url = reqwest::Url::parse(&format!("{}/api/v1", fluid.url)).expect("URL");
     move |s: &mut Settings| {
         s.fluid_api_key = Some(Secret::new(API_KEY));
         s.admin_token = Some(Secret::new(ADMIN_TOKEN));
