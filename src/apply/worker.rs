@@ -7,7 +7,11 @@
 //! own savepoint, so one bad event is retried with exponential backoff (then parked as `dead`)
 //! without holding back the others.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+    time::Instant,
+};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
@@ -20,7 +24,11 @@ use super::{
     mapping::{self, Meaning, StoredEvent},
     transactions::{self, Prepared},
 };
-use crate::{backoff, intake::providers::Providers, store::database::drain_notifications};
+use crate::{
+    backoff,
+    intake::providers::Providers,
+    store::{database::drain_notifications, rows::EventStatus},
+};
 
 /// `[worker]`: the background application of stored events; see `config/default.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +92,18 @@ impl WorkerSettings {
 /// wakes up when any replica stores events.
 pub const CHANNEL: &str = "webhook_events";
 
+/// Claims due pending events. The status is written into the text (not bound) so the planner
+/// uses the partial index `webhook_events_pending_idx`.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, provider, event_id, event_type, payload::text AS payload, received_at, attempts \
+         FROM webhook_events \
+         WHERE status = '{}' AND next_attempt_at <= now() \
+         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        EventStatus::Pending
+    )
+});
+
 /// A claimed row of `webhook_events`.
 #[derive(sqlx::FromRow)]
 struct Claimed {
@@ -101,7 +121,7 @@ struct Finished {
     /// The event's key: (`provider`, `event_id`) is the primary key of `webhook_events`.
     provider: String,
     event_id: String,
-    status: &'static str,
+    status: EventStatus,
     outcome: Option<&'static str>,
     error: Option<String>,
     retry_in_ms: Option<i64>,
@@ -112,7 +132,7 @@ struct Finished {
 impl Finished {
     fn new(
         event: &Claimed,
-        status: &'static str,
+        status: EventStatus,
         outcome: Option<&'static str>,
         error: Option<String>,
     ) -> Self {
@@ -207,15 +227,10 @@ impl Worker {
     pub async fn process_batch(&self) -> Result<usize, sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let claimed: Vec<Claimed> = sqlx::query_as(
-            "SELECT id, provider, event_id, event_type, payload::text AS payload, received_at, attempts \
-             FROM webhook_events \
-             WHERE status = 'pending' AND next_attempt_at <= now() \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(self.settings.batch_size)
-        .fetch_all(&mut *tx)
-        .await?;
+        let claimed: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(CLAIM.as_str()))
+            .bind(self.settings.batch_size)
+            .fetch_all(&mut *tx)
+            .await?;
         let count = claimed.len();
         if count == 0 {
             return Ok(0);
@@ -233,10 +248,12 @@ impl Worker {
             };
             match mapping::interpret(self.providers.get(&event.provider), stored) {
                 Meaning::Apply(p) => ready.push((*p, event)),
-                Meaning::Ignore => finished.push(Finished::new(event, "ignored", None, None)),
+                Meaning::Ignore => {
+                    finished.push(Finished::new(event, EventStatus::Ignored, None, None))
+                }
                 Meaning::Invalid(e) => finished.push(Finished::new(
                     event,
-                    "dead",
+                    EventStatus::Dead,
                     None,
                     Some(format!("invalid payload: {e}")),
                 )),
@@ -267,7 +284,7 @@ impl Worker {
                 provider = %event.provider,
                 event_id = %event.event_id,
                 event_type = %event.event_type,
-                status = done.status,
+                status = done.status.as_str(),
                 outcome = done.outcome.unwrap_or("-"),
                 attempt = event.attempts + 1,
                 error = done.error.as_deref().unwrap_or(""),
@@ -277,12 +294,12 @@ impl Worker {
             );
             let provider = event.provider.clone();
             let outcome = done.outcome.unwrap_or("-");
-            metrics::counter!("fluid_webhooks_processed_total", "provider" => provider.clone(), "status" => done.status, "outcome" => outcome)
+            metrics::counter!("fluid_webhooks_processed_total", "provider" => provider.clone(), "status" => done.status.as_str(), "outcome" => outcome)
                 .increment(1);
             if done.error.is_some() {
                 metrics::counter!("fluid_webhooks_processing_failures_total", "provider" => provider.clone()).increment(1);
             }
-            if done.status != "pending" {
+            if done.status != EventStatus::Pending {
                 let lag = (now - event.received_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                 metrics::histogram!("fluid_webhooks_processing_seconds", "provider" => provider)
                     .record(lag.max(0.0));
@@ -302,7 +319,12 @@ impl Worker {
         let processed =
             |claim: &Claimed, event: &Prepared, decision: transactions::rules::Decision| Finished {
                 reference: Some(event.reference.clone()),
-                ..Finished::new(claim, "processed", Some(decision.outcome()), None)
+                ..Finished::new(
+                    claim,
+                    EventStatus::Processed,
+                    Some(decision.outcome()),
+                    None,
+                )
             };
         if events.is_empty() {
             return Ok(Vec::new());
@@ -350,7 +372,7 @@ impl Worker {
     fn failed_attempt(&self, claim: &Claimed, error: String) -> Finished {
         let attempts = claim.attempts + 1;
         if attempts >= self.settings.max_attempts {
-            return Finished::new(claim, "dead", None, Some(error));
+            return Finished::new(claim, EventStatus::Dead, None, Some(error));
         }
         let delay = backoff::delay_ms(
             self.settings.retry_base_ms,
@@ -359,7 +381,7 @@ impl Worker {
         );
         Finished {
             retry_in_ms: Some(delay),
-            ..Finished::new(claim, "pending", None, Some(error))
+            ..Finished::new(claim, EventStatus::Pending, None, Some(error))
         }
     }
 }
@@ -375,7 +397,11 @@ async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
 async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
     let providers: Vec<&str> = finished.iter().map(|f| f.provider.as_str()).collect();
     let ids: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
-    let statuses: Vec<&str> = finished.iter().map(|f| f.status).collect();
+    let statuses: Vec<&str> = finished.iter().map(|f| f.status.as_str()).collect();
+    let done: Vec<bool> = finished
+        .iter()
+        .map(|f| f.status != EventStatus::Pending)
+        .collect();
     let outcomes: Vec<Option<&str>> = finished.iter().map(|f| f.outcome).collect();
     let errors: Vec<Option<&str>> = finished.iter().map(|f| f.error.as_deref()).collect();
     let retries: Vec<Option<i64>> = finished.iter().map(|f| f.retry_in_ms).collect();
@@ -386,12 +412,13 @@ async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx
              attempts = e.attempts + 1, \
              next_attempt_at = CASE WHEN f.retry_in_ms IS NULL THEN e.next_attempt_at \
                                     ELSE now() + f.retry_in_ms * interval '1 millisecond' END, \
-             processed_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END, \
+             processed_at = CASE WHEN f.done THEN now() END, \
              reference = COALESCE(f.reference, e.reference), \
              history = e.history || jsonb_build_array(jsonb_build_object( \
                  'at', now(), 'status', f.status, 'outcome', f.outcome, 'error', f.error)) \
-         FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[]) \
-             AS f(provider, event_id, status, outcome, error, retry_in_ms, reference) \
+         FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[], \
+                     $8::bool[]) \
+             AS f(provider, event_id, status, outcome, error, retry_in_ms, reference, done) \
          WHERE e.provider = f.provider AND e.event_id = f.event_id",
     )
     .bind(&ids)
@@ -401,6 +428,7 @@ async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx
     .bind(&retries)
     .bind(&providers)
     .bind(&references)
+    .bind(&done)
     .execute(&mut *tx)
     .await?;
     Ok(())

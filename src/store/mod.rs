@@ -1,6 +1,7 @@
 //! PostgreSQL, below every stage: the pool and migrations, how a sqlx error is sorted, the
-//! embedded server and retention.
+//! embedded server, the names states are stored under, and retention.
 
 pub mod database;
 pub mod embedded_postgres;
 pub mod retention;
+pub mod rows;

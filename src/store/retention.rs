@@ -5,11 +5,13 @@
 //! changes still to be forwarded, and all transactions are kept. Every replica may run it: batches
 //! are claimed with `SKIP LOCKED`.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+
+use super::rows::{EventStatus, sql_list};
 
 /// `[retention]`: see `config/default.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,26 +44,33 @@ impl RetentionSettings {
 }
 
 /// What is purged: per table, a statement deleting at most `$2` rows older than `$1` days.
-const PURGES: &[(&str, &str)] = &[
-    (
-        "webhook_events",
-        "DELETE FROM webhook_events WHERE (provider, event_id) IN ( \
+static PURGES: LazyLock<[(&str, String); 2]> = LazyLock::new(|| {
+    let finished = EventStatus::ALL.into_iter().filter(|s| s.is_finished());
+    [
+        (
+            "webhook_events",
+            format!(
+                "DELETE FROM webhook_events WHERE (provider, event_id) IN ( \
              SELECT provider, event_id FROM webhook_events \
              WHERE received_at < now() - make_interval(days => $1) \
-               AND status IN ('processed', 'ignored') \
+               AND status IN ({}) \
              LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    ),
-    (
-        "transaction_changes",
-        // By ctid: the table has no index on id alone (its queue index only covers the changes
-        // still to forward).
-        "DELETE FROM transaction_changes WHERE ctid = ANY(ARRAY( \
+                sql_list(finished.map(EventStatus::as_str))
+            ),
+        ),
+        (
+            "transaction_changes",
+            // By ctid: the table has no index on id alone (its queue index only covers the changes
+            // still to forward).
+            "DELETE FROM transaction_changes WHERE ctid = ANY(ARRAY( \
              SELECT c.ctid FROM transaction_changes c \
              WHERE c.recorded_at < now() - make_interval(days => $1) \
                AND (c.forwarded_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM forwarding)) \
-             LIMIT $2 FOR UPDATE SKIP LOCKED))",
-    ),
-];
+             LIMIT $2 FOR UPDATE SKIP LOCKED))"
+                .to_string(),
+        ),
+    ]
+});
 
 /// Deletes what is older than `days` days, `batch` rows at a time, until none is left (or
 /// `shutdown`); returns how many rows it deleted.
@@ -72,9 +81,9 @@ pub async fn purge(
     shutdown: &CancellationToken,
 ) -> Result<u64, sqlx::Error> {
     let mut purged = 0;
-    for (table, sql) in PURGES {
+    for (table, sql) in PURGES.iter() {
         while !shutdown.is_cancelled() {
-            let deleted = sqlx::query(*sql)
+            let deleted = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(i32::try_from(days).unwrap_or(i32::MAX))
                 .bind(batch)
                 .execute(pool)

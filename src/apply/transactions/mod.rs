@@ -217,10 +217,7 @@ fn observe_final(plan: &Plan<'_>) {
     else {
         return;
     };
-    if matches!(
-        now.status,
-        Status::Completed | Status::Failed | Status::Reversed
-    ) {
+    if now.status.is_final() {
         let seconds = (now.last_event_at - created).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!("fluid_webhooks_transaction_duration_seconds", "provider" => plan.provider.to_string(), "status" => now.status.as_str())
             .record(seconds);

@@ -58,6 +58,12 @@ impl Status {
         Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
+    /// Whether the payment has ended: completed, failed or reversed (reconciliation stops
+    /// watching it; a failed one may still be retried by a newer event).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Reversed)
+    }
+
     /// The status a FLUID event sets: `transaction.completed` -> completed. Other events
     /// (settlements, future additions) set none.
     pub fn from_event_type(event_type: &str) -> Option<Self> {

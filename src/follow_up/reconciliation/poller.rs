@@ -15,7 +15,9 @@ use super::{
     budget::{self, Claim},
     poll_event::PollEvent,
 };
-use crate::{apply::transactions::rules::Status, backoff, secret::Secret};
+use crate::{
+    apply::transactions::rules::Status, backoff, intake::providers::FLUID, secret::Secret,
+};
 
 /// When the non-final transactions are looked for a second time after start: longer than any
 /// worker transaction lasts (`database.statement_timeout_ms` is 10 s by default).
@@ -56,12 +58,19 @@ impl Poller {
         sqlx::query("INSERT INTO reconciliation_budget DEFAULT VALUES ON CONFLICT DO NOTHING")
             .execute(&mut *tx)
             .await?;
+        let not_final: Vec<&str> = Status::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .map(Status::as_str)
+            .collect();
         let watched = sqlx::query(
             "INSERT INTO reconciliation (provider, reference, since) \
              SELECT provider, reference, updated_at FROM transactions \
-             WHERE provider = 'fluid' AND status IN ('created', 'pending', 'processing') \
+             WHERE provider = $1 AND status = ANY($2) \
              ON CONFLICT DO NOTHING",
         )
+        .bind(FLUID)
+        .bind(&not_final)
         .execute(&mut *tx)
         .await?
         .rows_affected();

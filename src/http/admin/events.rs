@@ -11,9 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{FromRow, Row};
 
-use crate::http::{
-    AppState,
-    error::{Error, Result},
+use crate::{
+    http::{
+        AppState,
+        error::{Error, Result},
+    },
+    store::rows::EventStatus,
 };
 
 /// Filters and paging of `GET /admin/events`.
@@ -125,7 +128,7 @@ pub(super) async fn one(
 }
 
 /// Puts events back in the queue: pending, due now, attempts reset (the history keeps them).
-const REPLAY: &str = "UPDATE webhook_events SET status = 'pending', outcome = NULL, attempts = 0, \
+const REPLAY: &str = "UPDATE webhook_events SET status = $1, outcome = NULL, attempts = 0, \
                       next_attempt_at = now(), last_error = NULL";
 
 /// `POST /admin/events/{provider}/{event_id}/replay`.
@@ -133,10 +136,10 @@ pub(super) async fn replay_one(
     State(state): State<AppState>,
     Path((provider, event_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let sql = format!(
-        "{REPLAY} WHERE provider = $1 AND event_id = $2 AND status <> 'pending' RETURNING id"
-    );
+    let sql =
+        format!("{REPLAY} WHERE provider = $2 AND event_id = $3 AND status <> $1 RETURNING id");
     let replayed: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(EventStatus::Pending.as_str())
         .bind(&provider)
         .bind(&event_id)
         .fetch_optional(&state.pool)
@@ -165,8 +168,10 @@ pub(super) async fn replay_one(
 
 /// `POST /admin/events/replay-dead`.
 pub(super) async fn replay_dead(State(state): State<AppState>) -> Result<Json<Value>> {
-    let sql = format!("{REPLAY} WHERE status = 'dead'");
+    // The dead status in the text, so the partial index `webhook_events_dead_idx` serves it.
+    let sql = format!("{REPLAY} WHERE status = '{}'", EventStatus::Dead);
     let replayed = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(EventStatus::Pending.as_str())
         .execute(&state.pool)
         .await?
         .rows_affected();

@@ -2,3 +2,4 @@
 
 mod outage;
 mod retention;
+mod rows;
