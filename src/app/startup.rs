@@ -88,6 +88,7 @@ impl Application {
             if let Some(key) = &settings.fluid_api_key {
                 let poller = Poller::new(
                     state.pool.clone(),
+                    state.inbox.clone(),
                     key.clone(),
                     settings.reconciliation.clone(),
                 )?;

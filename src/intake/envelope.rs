@@ -6,6 +6,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::providers::Provider;
+use crate::store::rows::Source;
 
 /// A verified body that cannot be stored as an event (not JSON, not an object, an id too long).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +65,8 @@ pub struct NewEvent {
     pub delivery_timestamp: Option<String>,
     /// The body as text; PostgreSQL stores it as `jsonb`.
     pub body: String,
+    /// Delivered by its provider, or an answer of FLUID's API to a poll.
+    pub source: Source,
 }
 
 /// The top-level fields the inbox needs; the rest of the body is kept as it is.
@@ -149,6 +152,7 @@ impl NewEvent {
             delivery_event,
             delivery_timestamp: header(provider.timestamp_header()),
             body: body.to_string(),
+            source: Source::Webhook,
         })
     }
 }

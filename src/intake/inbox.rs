@@ -184,12 +184,13 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO webhook_events \
-             (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload) \
+             (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, source) \
          SELECT e.provider, e.event_id, e.event_type, e.delivery_id, e.delivery_event, e.delivery_timestamp, \
-             e.payload::jsonb \
-         FROM unnest($7::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             e.payload::jsonb, e.source \
+         FROM unnest($7::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $8::text[]) \
              WITH ORDINALITY \
-             AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, n) \
+             AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, source, n) \
          ORDER BY e.n \
          ON CONFLICT (provider, event_id) DO NOTHING \
          RETURNING provider, event_id",
@@ -201,6 +202,7 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
     .bind(column(|e| e.delivery_timestamp.as_deref()))
     .bind(column(|e| Some(&e.body)))
     .bind(column(|e| Some(&e.provider)))
+    .bind(column(|e| Some(e.source.as_str())))
     .fetch_all(pool)
     .await?;
     let mut new: HashSet<(String, String)> = inserted.into_iter().collect();

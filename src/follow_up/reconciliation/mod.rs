@@ -12,10 +12,11 @@
 //!   transactions as it has tokens and moves their `next_poll_at` past the request timeout: a
 //!   lease, so a replica that dies mid-poll leaves them to the others. A 429 (or
 //!   `RateLimit-Remaining: 0`) pauses every replica until FLUID's `Retry-After` (or reset).
-//! - **Answers**: a status that differs from ours is stored as an event in `webhook_events` with
-//!   `source = 'poll'` and event id `poll:<reference>:<status>:<time>`, so the worker applies it
-//!   through the same state rules as a webhook (a stale or backward answer changes nothing) and a
-//!   repeated answer is stored once.
+//! - **Answers**: a status that differs from ours is handed to the inbox, like a webhook, and
+//!   stored in `webhook_events` with `source = 'poll'` and event id
+//!   `poll:<reference>:<status>:<time>`: poll -> inbox -> worker, so the worker applies it through
+//!   the same state rules as a webhook (a stale or backward answer changes nothing) and a repeated
+//!   answer is stored once.
 //! - **Backoff**: `retry_base_ms * 2^(polls-1)` up to `retry_max_ms`, at most `max_attempts` polls
 //!   (then `next_poll_at = 'infinity'`: given up, visible in the table and in metrics).
 

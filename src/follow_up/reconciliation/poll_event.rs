@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 use crate::{
     apply::transactions::{parse_time, rules::Status},
-    intake::envelope::MAX_KEY_LEN,
+    intake::{
+        envelope::{MAX_KEY_LEN, NewEvent},
+        providers::FLUID,
+    },
+    store::rows::Source,
 };
 
 /// A poll's answer as a FLUID-shaped event: what the worker stores and applies.
@@ -73,6 +77,21 @@ impl PollEvent {
             event_id,
             event_type,
             request_id: body["meta"]["request_id"].as_str().map(str::to_string),
+        }
+    }
+
+    /// The event as the inbox stores it: from `fluid`, source `poll`, FLUID's request id as its
+    /// delivery id.
+    pub fn into_event(self) -> NewEvent {
+        NewEvent {
+            provider: FLUID.to_string(),
+            event_id: self.event_id,
+            event_type: self.event_type,
+            delivery_id: self.request_id,
+            delivery_event: None,
+            delivery_timestamp: None,
+            body: self.payload.to_string(),
+            source: Source::Poll,
         }
     }
 }

@@ -16,7 +16,11 @@ use super::{
     poll_event::PollEvent,
 };
 use crate::{
-    apply::transactions::rules::Status, backoff, intake::providers::FLUID, secret::Secret,
+    apply::transactions::rules::Status,
+    backoff,
+    intake::{inbox::Inbox, providers::FLUID},
+    secret::Secret,
+    store::database::Failure,
 };
 
 /// When the non-final transactions are looked for a second time after start: longer than any
@@ -26,14 +30,16 @@ const ONE_MORE_WATCH_AFTER: Duration = Duration::from_secs(60);
 /// Polls FLUID for transactions that stay non-final, until told to stop.
 pub struct Poller {
     pool: PgPool,
+    inbox: Inbox,
     api: FluidApi,
     settings: ReconciliationSettings,
 }
 
 impl Poller {
-    /// A poller over `pool`, asking FLUID with `key`.
+    /// A poller over `pool`, asking FLUID with `key` and handing changed statuses to `inbox`.
     pub fn new(
         pool: PgPool,
+        inbox: Inbox,
         key: Secret,
         settings: ReconciliationSettings,
     ) -> anyhow::Result<Self> {
@@ -44,6 +50,7 @@ impl Poller {
         )?;
         Ok(Self {
             pool,
+            inbox,
             api,
             settings,
         })
@@ -131,7 +138,7 @@ impl Poller {
 
     /// Claims due transactions within the shared budget, polls them concurrently and records
     /// each answer; returns how many it polled.
-    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+    pub async fn round(&self) -> Result<usize, Failure> {
         let claimed = budget::claim(&self.pool, &self.settings).await?;
         let mut polls = JoinSet::new();
         for claim in claimed.iter().cloned() {
@@ -150,16 +157,12 @@ impl Poller {
         Ok(claimed.len())
     }
 
-    /// Stores a changed status as an event for the worker, schedules the next poll (or gives up)
-    /// and passes a pause FLUID asked for on to every replica, in one database transaction.
-    async fn record(
-        &self,
-        claim: &Claim,
-        polled: Polled,
-        took: Duration,
-    ) -> Result<(), sqlx::Error> {
+    /// Hands a changed status to the inbox as an event for the worker (poll -> inbox -> worker,
+    /// like a webhook), then schedules the next poll (or gives up) and passes a pause FLUID asked
+    /// for on to every replica, in one database transaction. Should this process die between the
+    /// two, the lease ends, the transaction is polled again, and the same answer is the same event.
+    async fn record(&self, claim: &Claim, polled: Polled, took: Duration) -> Result<(), Failure> {
         let s = &self.settings;
-        let mut tx = self.pool.begin().await?;
         let (outcome, error) = match &polled.answer {
             Answer::Status { status, body } => match Status::parse(status) {
                 None => ("invalid", Some(format!("unknown status `{status}`"))),
@@ -169,30 +172,20 @@ impl Poller {
                     )
                     .bind(&claim.provider)
                     .bind(&claim.reference)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&self.pool)
                     .await?;
                     if ours.as_deref() == Some(theirs.as_str()) {
                         ("unchanged", None)
                     } else {
                         let event = PollEvent::new(&claim.reference, theirs, body, Utc::now());
-                        sqlx::query(
-                            "INSERT INTO webhook_events \
-                                 (provider, event_id, event_type, delivery_id, payload, source) \
-                             VALUES ($1, $2, $3, $4, $5, 'poll') ON CONFLICT DO NOTHING",
-                        )
-                        .bind(&claim.provider)
-                        .bind(&event.event_id)
-                        .bind(&event.event_type)
-                        .bind(&event.request_id)
-                        .bind(&event.payload)
-                        .execute(&mut *tx)
-                        .await?;
+                        self.inbox.store(event.into_event()).await?;
                         ("changed", None)
                     }
                 }
             },
             other => (other.outcome(), other.error()),
         };
+        let mut tx = self.pool.begin().await?;
         if let Some(pause) = polled.pause {
             budget::pause(&mut tx, pause).await?;
         }
