@@ -11,6 +11,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
+use super::embedded_postgres::EmbeddedPostgres;
 use crate::secret::Secret;
 
 /// The migrations in `migrations/`, compiled into the binary.
@@ -47,6 +48,48 @@ impl DatabaseSettings {
                 "must be at least 1",
             ),
         ]
+    }
+}
+
+/// The database a command runs on: `DATABASE_URL`, or, when it is unset, the embedded PostgreSQL
+/// started for it (and stopped by [`Database::close`]).
+pub struct Database {
+    url: Secret,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// `url` when given, else the embedded server with its data in `embedded_data_dir`.
+    pub async fn open(url: Option<&Secret>, settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        Ok(match url {
+            Some(url) => Self {
+                url: url.clone(),
+                embedded: None,
+            },
+            None => {
+                let pg = EmbeddedPostgres::start(&settings.embedded_data_dir).await?;
+                Self {
+                    url: pg.url(),
+                    embedded: Some(pg),
+                }
+            }
+        })
+    }
+
+    /// A pool on it, with the migrations applied (retrying while it is not reachable, up to
+    /// `database.startup_timeout_secs`).
+    pub async fn migrated_pool(&self, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+        let pool = pool(&self.url, settings)?;
+        migrate(&pool, Duration::from_secs(settings.startup_timeout_secs)).await?;
+        Ok(pool)
+    }
+
+    /// Stops the embedded server, if this opened one.
+    pub async fn close(self) -> anyhow::Result<()> {
+        match self.embedded {
+            Some(pg) => pg.stop().await,
+            None => Ok(()),
+        }
     }
 }
 

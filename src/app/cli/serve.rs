@@ -1,9 +1,6 @@
 //! `fluid-webhooks serve`: the database (embedded if `DATABASE_URL` is unset), migrations, then
 //! the application until SIGTERM or SIGINT.
 
-use std::time::Duration;
-
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -12,8 +9,7 @@ use crate::{
         startup::{Application, cancel_on_signal},
         telemetry,
     },
-    secret::Secret,
-    store::{database, embedded_postgres::EmbeddedPostgres},
+    store::database::Database,
 };
 
 /// Reads the settings, starts the logs and serves.
@@ -26,32 +22,19 @@ pub async fn run() -> anyhow::Result<()> {
 /// `fluid-webhooks serve`: the database (embedded if `DATABASE_URL` is unset), migrations, then
 /// the application until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let embedded = match &settings.database_url {
-        Some(_) => None,
-        None => Some(EmbeddedPostgres::start(&settings.database.embedded_data_dir).await?),
-    };
-    let result = serve_with(&settings, embedded.as_ref().map(EmbeddedPostgres::url)).await;
-    if let Some(pg) = embedded {
-        if let Err(e) = pg.stop().await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "could not stop the embedded PostgreSQL"
-            );
-        }
+    let database = Database::open(settings.database_url.as_ref(), &settings.database).await?;
+    let result = serve_on(&settings, &database).await;
+    if let Err(e) = database.close().await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not stop the embedded PostgreSQL"
+        );
     }
     result
 }
 
-async fn serve_with(settings: &Settings, embedded_url: Option<Secret>) -> anyhow::Result<()> {
-    let url = embedded_url
-        .or_else(|| settings.database_url.clone())
-        .context("no database URL")?;
-    let pool = database::pool(&url, &settings.database)?;
-    database::migrate(
-        &pool,
-        Duration::from_secs(settings.database.startup_timeout_secs),
-    )
-    .await?;
+async fn serve_on(settings: &Settings, database: &Database) -> anyhow::Result<()> {
+    let pool = database.migrated_pool(&settings.database).await?;
     let app = Application::build(settings.clone(), pool.clone()).await?;
     tracing::info!(
         address = %app.local_addr()?,
