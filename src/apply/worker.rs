@@ -14,7 +14,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +27,7 @@ use super::{
 use crate::{
     backoff,
     intake::providers::Providers,
-    store::{database::drain_notifications, rows::EventStatus},
+    store::{database::Wakeups, rows::EventStatus},
 };
 
 /// `[worker]`: the background application of stored events; see `config/default.toml`.
@@ -175,7 +175,7 @@ impl Worker {
 
     /// Runs until `shutdown` is cancelled, then returns after the batch in hand is committed.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener: Option<PgListener> = None;
+        let mut wakeups = Wakeups::new(self.pool.clone(), CHANNEL);
         let mut backoff_ms = 0u64;
         while !shutdown.is_cancelled() {
             match self.drain(&shutdown).await {
@@ -184,11 +184,12 @@ impl Worker {
                     backoff_ms =
                         (backoff_ms * 2).clamp(self.settings.poll_interval_ms.min(250), 10_000);
                     tracing::warn!(error = %e, retry_in_ms = backoff_ms, "worker cannot reach the database");
-                    listener = None;
+                    wakeups.forget();
                 }
             }
-            if listener.is_none() && backoff_ms == 0 {
-                listener = self.listen().await;
+            // Should listening fail, the worker still looks every poll interval.
+            if backoff_ms == 0 {
+                wakeups.listen().await.ok();
             }
             let pause = if backoff_ms > 0 {
                 std::time::Duration::from_millis(backoff_ms)
@@ -198,21 +199,10 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(pause) => {}
-                notified = recv(&mut listener) => {
-                    if notified.is_err() {
-                        listener = None;
-                    }
-                }
+                () = wakeups.wait(pause) => {}
             }
         }
         tracing::debug!("worker stopped");
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen(CHANNEL).await.ok()?;
-        Some(listener)
     }
 
     /// Applies batches until no due event is left, or until shutdown (between batches).
@@ -383,13 +373,6 @@ impl Worker {
             retry_in_ms: Some(delay),
             ..Finished::new(claim, EventStatus::Pending, None, Some(error))
         }
-    }
-}
-
-async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
-    match listener {
-        Some(l) => l.recv().await.map(|_| drain_notifications(l)),
-        None => std::future::pending().await,
     }
 }
 

@@ -19,14 +19,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{error_chain, http_client};
-use crate::{
-    backoff, intake::signature::standard, secret::Secret, store::database::drain_notifications,
-};
+use crate::{backoff, intake::signature::standard, secret::Secret, store::database::Wakeups};
 
 /// The variable holding the forwarding key: a Standard Webhooks secret, `whsec_<base64>`.
 pub const SECRET_VAR: &str = "FORWARD_SECRET";
@@ -152,7 +150,7 @@ impl Forwarder {
     /// Runs until `shutdown` (which also abandons a round in progress); woken by
     /// `NOTIFY transaction_changes`, else every `interval_ms`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener: Option<PgListener> = None;
+        let mut wakeups = Wakeups::new(self.pool.clone(), CHANNEL);
         let mut started = false;
         while !shutdown.is_cancelled() {
             // A shutdown does not wait for the receiver: an unrecorded delivery keeps its lease
@@ -162,11 +160,7 @@ impl Forwarder {
                     self.start().await?;
                     started = true;
                 }
-                if listener.is_none() {
-                    let mut l = PgListener::connect_with(&self.pool).await?;
-                    l.listen(CHANNEL).await?;
-                    listener = Some(l);
-                }
+                wakeups.listen().await?;
                 self.round().await
             };
             let result = tokio::select! {
@@ -177,23 +171,16 @@ impl Forwarder {
                 Ok(n) => n > 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "forward: round failed; will try again");
-                    listener = None;
+                    wakeups.forget();
                     false
                 }
             };
             if busy {
                 continue;
             }
-            let woken = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| drain_notifications(l)),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(Duration::from_millis(self.settings.interval_ms)) => {}
-                received = woken => if received.is_err() { listener = None },
+                () = wakeups.wait(Duration::from_millis(self.settings.interval_ms)) => {}
             }
         }
     }

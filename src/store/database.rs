@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sqlx::{
     PgPool,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
 use super::embedded_postgres::EmbeddedPostgres;
@@ -189,8 +189,60 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Drops the notifications already received: they only wake a loop, and one pass of it serves
-/// them all (otherwise a busy loop would wake once for each, long after the work was done).
-pub fn drain_notifications(listener: &mut sqlx::postgres::PgListener) {
-    while listener.next_buffered().is_some() {}
+/// Wake-ups by `NOTIFY` on one channel, for a loop that otherwise looks for work every so often
+/// (the worker, the forwarder). The listening connection is made on [`Wakeups::listen`] and made
+/// again after it breaks; until then the loop just sleeps its pause.
+pub struct Wakeups {
+    pool: PgPool,
+    channel: &'static str,
+    listener: Option<PgListener>,
+}
+
+impl Wakeups {
+    /// Wake-ups on `channel`, listening on a connection of `pool`.
+    pub fn new(pool: PgPool, channel: &'static str) -> Self {
+        Self {
+            pool,
+            channel,
+            listener: None,
+        }
+    }
+
+    /// Listens on the channel, unless already listening.
+    pub async fn listen(&mut self) -> Result<(), sqlx::Error> {
+        if self.listener.is_none() {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(self.channel).await?;
+            self.listener = Some(listener);
+        }
+        Ok(())
+    }
+
+    /// Drops the listening connection (after a failure): the next [`Wakeups::listen`] makes one.
+    pub fn forget(&mut self) {
+        self.listener = None;
+    }
+
+    /// Returns when a notification arrives or `pause` has passed, whichever is first. The
+    /// notifications already received are dropped: they only wake the loop, and one pass of it
+    /// serves them all (otherwise a busy loop would wake once for each, long after the work was
+    /// done). A broken connection is forgotten.
+    pub async fn wait(&mut self, pause: Duration) {
+        let notified = async {
+            match self.listener.as_mut() {
+                Some(listener) => listener
+                    .recv()
+                    .await
+                    .map(|_| while listener.next_buffered().is_some() {}),
+                None => std::future::pending().await,
+            }
+        };
+        let broken = tokio::select! {
+            () = tokio::time::sleep(pause) => false,
+            received = notified => received.is_err(),
+        };
+        if broken {
+            self.forget();
+        }
+    }
 }
