@@ -6,6 +6,7 @@
 //! events in time order in memory, then writes all new rows with one `INSERT` and all changed rows
 //! with one conditional `UPDATE`. Two workers or replicas touching the same transaction take turns.
 
+mod columns;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -13,60 +14,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+pub use columns::Details;
+use columns::{INSERT, Rows, UPDATE};
 use rules::{Current, Decision, Incoming, Status};
-
-/// The details of a transaction an event carries; `None` leaves the stored value.
-#[derive(Debug, Clone, Default)]
-pub struct Details {
-    /// FLUID's `id` (`dt_...`).
-    pub fluid_id: Option<String>,
-    /// FLUID's `uuid`.
-    pub fluid_uuid: Option<String>,
-    /// The merchant's own reference.
-    pub partner_reference: Option<String>,
-    /// Exact decimal text.
-    pub amount: Option<String>,
-    /// Currency code.
-    pub currency: Option<String>,
-    /// Exact decimal text.
-    pub fee: Option<String>,
-    /// Narration.
-    pub narration: Option<String>,
-    /// How the customer approved.
-    pub approval_method: Option<String>,
-    /// JSON text of the failure details.
-    pub error_details: Option<String>,
-    /// The provider's creation time.
-    pub fluid_created_at: Option<DateTime<Utc>>,
-    /// When processed.
-    pub processed_at: Option<DateTime<Utc>>,
-    /// When completed.
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-impl Details {
-    /// Takes every detail the newer event carries, as applying the two events one after the
-    /// other would.
-    fn merge(&mut self, newer: &Details) {
-        fn take<T: Clone>(slot: &mut Option<T>, newer: &Option<T>) {
-            if newer.is_some() {
-                slot.clone_from(newer);
-            }
-        }
-        take(&mut self.fluid_id, &newer.fluid_id);
-        take(&mut self.fluid_uuid, &newer.fluid_uuid);
-        take(&mut self.partner_reference, &newer.partner_reference);
-        take(&mut self.amount, &newer.amount);
-        take(&mut self.currency, &newer.currency);
-        take(&mut self.fee, &newer.fee);
-        take(&mut self.narration, &newer.narration);
-        take(&mut self.approval_method, &newer.approval_method);
-        take(&mut self.error_details, &newer.error_details);
-        take(&mut self.fluid_created_at, &newer.fluid_created_at);
-        take(&mut self.processed_at, &newer.processed_at);
-        take(&mut self.completed_at, &newer.completed_at);
-    }
-}
 
 /// A transaction event, read from its payload (see `mapping`) and ready to apply.
 #[derive(Debug)]
@@ -224,110 +174,31 @@ fn observe_final(plan: &Plan<'_>) {
     }
 }
 
-/// The rows to write, column by column, for `unnest`.
-#[derive(Default)]
-struct Columns<'a> {
-    reference: Vec<&'a str>,
-    status: Vec<&'static str>,
-    fluid_id: Vec<Option<&'a str>>,
-    fluid_uuid: Vec<Option<&'a str>>,
-    partner_reference: Vec<Option<&'a str>>,
-    amount: Vec<Option<&'a str>>,
-    currency: Vec<Option<&'a str>>,
-    fee: Vec<Option<&'a str>>,
-    narration: Vec<Option<&'a str>>,
-    approval_method: Vec<Option<&'a str>>,
-    error_details: Vec<Option<&'a str>>,
-    fluid_created_at: Vec<Option<DateTime<Utc>>>,
-    processed_at: Vec<Option<DateTime<Utc>>>,
-    completed_at: Vec<Option<DateTime<Utc>>>,
-    last_event_id: Vec<&'a str>,
-    last_event_type: Vec<&'a str>,
-    last_event_at: Vec<DateTime<Utc>>,
-    provider: Vec<&'a str>,
-}
-
-impl<'a> Columns<'a> {
-    fn of(plans: &[&'a Plan<'a>]) -> Self {
-        let mut c = Self::default();
-        for plan in plans {
-            let (Some(event), Some(now)) = (plan.last_event, plan.now) else {
-                continue;
-            };
-            let d = &plan.details;
-            c.reference.push(plan.reference);
-            c.status.push(now.status.as_str());
-            c.fluid_id.push(d.fluid_id.as_deref());
-            c.fluid_uuid.push(d.fluid_uuid.as_deref());
-            c.partner_reference.push(d.partner_reference.as_deref());
-            c.amount.push(d.amount.as_deref());
-            c.currency.push(d.currency.as_deref());
-            c.fee.push(d.fee.as_deref());
-            c.narration.push(d.narration.as_deref());
-            c.approval_method.push(d.approval_method.as_deref());
-            c.error_details.push(d.error_details.as_deref());
-            c.fluid_created_at.push(d.fluid_created_at);
-            c.processed_at.push(d.processed_at);
-            c.completed_at.push(d.completed_at);
-            c.last_event_id.push(&event.event_id);
-            c.last_event_type.push(&event.event_type);
-            c.last_event_at.push(now.last_event_at);
-            c.provider.push(plan.provider);
-        }
-        c
+/// The plans' rows, column by column.
+fn rows<'a>(plans: &[&'a Plan<'a>]) -> Rows<'a> {
+    let mut rows = Rows::default();
+    for plan in plans {
+        let (Some(event), Some(now)) = (plan.last_event, plan.now) else {
+            continue;
+        };
+        rows.push(
+            plan.provider,
+            plan.reference,
+            now.status.as_str(),
+            &event.event_id,
+            &event.event_type,
+            now.last_event_at,
+            &plan.details,
+        );
     }
-
-    /// Binds the columns as `$1` to `$18`, in the order of `ROWS` below.
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.reference)
-            .bind(&self.status)
-            .bind(&self.fluid_id)
-            .bind(&self.fluid_uuid)
-            .bind(&self.partner_reference)
-            .bind(&self.amount)
-            .bind(&self.currency)
-            .bind(&self.fee)
-            .bind(&self.narration)
-            .bind(&self.approval_method)
-            .bind(&self.error_details)
-            .bind(&self.fluid_created_at)
-            .bind(&self.processed_at)
-            .bind(&self.completed_at)
-            .bind(&self.last_event_id)
-            .bind(&self.last_event_type)
-            .bind(&self.last_event_at)
-            .bind(&self.provider)
-    }
+    rows
 }
-
-/// `$1` to `$18` as a table `r`.
-const ROWS: &str = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
-     $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[], $17::timestamptz[], $18::text[]";
-const ROW_NAMES: &str = "r(reference, status, fluid_id, fluid_uuid, partner_reference, amount, currency, fee, \
-     narration, approval_method, error_details, fluid_created_at, processed_at, completed_at, \
-     last_event_id, last_event_type, last_event_at, provider";
 
 /// Creates the transactions first seen in this batch. The advisory locks make a concurrent
 /// creation impossible; should a row appear anyway, the unique key refuses it and the batch fails.
 async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
-    let columns = Columns::of(plans);
-    let sql = format!(
-        "INSERT INTO transactions (provider, reference, status, fluid_id, fluid_uuid, partner_reference, amount, \
-             currency, fee, narration, approval_method, error_details, fluid_created_at, processed_at, \
-             completed_at, last_event_id, last_event_type, last_event_at) \
-         SELECT r.provider, r.reference, r.status, r.fluid_id, r.fluid_uuid, r.partner_reference, r.amount::numeric, \
-             r.currency, r.fee::numeric, r.narration, r.approval_method, r.error_details::jsonb, \
-             r.fluid_created_at, r.processed_at, r.completed_at, r.last_event_id, r.last_event_type, \
-             r.last_event_at \
-         FROM {ROWS}) AS {ROW_NAMES})"
-    );
-    columns
-        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+    rows(plans)
+        .bind(sqlx::query(sqlx::AssertSqlSafe(INSERT.as_str())))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -337,7 +208,7 @@ async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx
 /// us (impossible while we hold the locks, but cheap to check) is not overwritten. Details an
 /// event leaves out keep their stored value.
 async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
-    let columns = Columns::of(plans);
+    let rows = rows(plans);
     let seen_status: Vec<&str> = plans
         .iter()
         .filter_map(|p| p.seen)
@@ -348,30 +219,13 @@ async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx
         .filter_map(|p| p.seen)
         .map(|s| s.last_event_at)
         .collect();
-    let sql = format!(
-        "UPDATE transactions AS t SET status = r.status, \
-             fluid_id = COALESCE(r.fluid_id, t.fluid_id), fluid_uuid = COALESCE(r.fluid_uuid, t.fluid_uuid), \
-             partner_reference = COALESCE(r.partner_reference, t.partner_reference), \
-             amount = COALESCE(r.amount::numeric, t.amount), currency = COALESCE(r.currency, t.currency), \
-             fee = COALESCE(r.fee::numeric, t.fee), narration = COALESCE(r.narration, t.narration), \
-             approval_method = COALESCE(r.approval_method, t.approval_method), \
-             error_details = COALESCE(r.error_details::jsonb, t.error_details), \
-             fluid_created_at = COALESCE(r.fluid_created_at, t.fluid_created_at), \
-             processed_at = COALESCE(r.processed_at, t.processed_at), \
-             completed_at = COALESCE(r.completed_at, t.completed_at), \
-             last_event_id = r.last_event_id, last_event_type = r.last_event_type, \
-             last_event_at = r.last_event_at, updated_at = now() \
-         FROM {ROWS}, $19::text[], $20::timestamptz[]) AS {ROW_NAMES}, seen_status, seen_at) \
-         WHERE t.provider = r.provider AND t.reference = r.reference \
-             AND t.status = r.seen_status AND t.last_event_at = r.seen_at"
-    );
-    let done = columns
-        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+    let done = rows
+        .bind(sqlx::query(sqlx::AssertSqlSafe(UPDATE.as_str())))
         .bind(&seen_status)
         .bind(&seen_at)
         .execute(&mut *conn)
         .await?;
-    if done.rows_affected() == plans.len() as u64 {
+    if done.rows_affected() == rows.len() as u64 {
         Ok(())
     } else {
         Err(sqlx::Error::Protocol(
