@@ -22,12 +22,15 @@ use serde::Deserialize;
 
 use super::{
     mapping::{self, Meaning, StoredEvent},
-    transactions::{self, Prepared},
+    transactions::{self, ApplyError, Prepared},
 };
 use crate::{
     backoff,
     intake::providers::Providers,
-    store::{database::Wakeups, rows::EventStatus},
+    store::{
+        database::{Failure, Wakeups},
+        rows::EventStatus,
+    },
 };
 
 /// `[worker]`: the background application of stored events; see `config/default.toml`.
@@ -183,7 +186,7 @@ impl Worker {
                 Err(e) => {
                     backoff_ms =
                         (backoff_ms * 2).clamp(self.settings.poll_interval_ms.min(250), 10_000);
-                    tracing::warn!(error = %e, retry_in_ms = backoff_ms, "worker cannot reach the database");
+                    tracing::warn!(error = %Failure::of(&e), retry_in_ms = backoff_ms, "worker: batch not applied; will try again");
                     wakeups.forget();
                 }
             }
@@ -330,7 +333,7 @@ impl Worker {
                     .map(|((c, e), d)| processed(c, e, d))
                     .collect());
             }
-            Err(e) if !matches!(e, sqlx::Error::Database(_)) => return Err(e),
+            Err(ApplyError::Unreachable(e)) => return Err(e),
             Err(e) => {
                 savepoint.rollback().await?;
                 tracing::debug!(error = %e, "batch refused; applying its events one by one");
@@ -344,10 +347,21 @@ impl Worker {
                     savepoint.commit().await?;
                     finished.extend(decisions.into_iter().map(|d| processed(claim, event, d)));
                 }
-                Err(e) if !matches!(e, sqlx::Error::Database(_)) => return Err(e),
+                Err(ApplyError::Unreachable(e)) => return Err(e),
                 Err(e) => {
                     savepoint.rollback().await?;
-                    let failed = self.failed_attempt(claim, e.to_string());
+                    let failed = match e {
+                        ApplyError::Broken(_) => {
+                            tracing::error!(
+                                provider = %claim.provider,
+                                event_id = %claim.event_id,
+                                error = %e,
+                                "event parked: a promise of the data is broken; fix it, then replay"
+                            );
+                            Finished::new(claim, EventStatus::Dead, None, Some(e.to_string()))
+                        }
+                        _ => self.failed_attempt(claim, e.to_string()),
+                    };
                     finished.push(Finished {
                         reference: Some(event.reference.clone()),
                         ..failed

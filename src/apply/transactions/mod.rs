@@ -18,6 +18,36 @@ pub use columns::Details;
 use columns::{INSERT, Rows, UPDATE};
 use rules::{Current, Decision, Incoming, Status};
 
+use crate::store::database::Failure;
+
+/// Why a batch could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The database cannot be reached or went away: nothing is known to be wrong with the events;
+    /// the whole batch rolls back and is tried again.
+    #[error("database unavailable: {0}")]
+    Unreachable(#[source] sqlx::Error),
+    /// The database refused a statement (a constraint, the status guard, data it cannot hold): the
+    /// event is retried with backoff, then parked as dead.
+    #[error("{0}")]
+    Refused(#[source] sqlx::Error),
+    /// Something that must never happen did (a stored status the rules do not know, a locked row
+    /// that changed): trying again will not help, so the event is parked as dead with the reason.
+    #[error("broken invariant: {0}")]
+    Broken(String),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(error: sqlx::Error) -> Self {
+        match Failure::of(&error) {
+            Failure::Unreachable(_) => Self::Unreachable(error),
+            Failure::BadData(_) => Self::Refused(error),
+            Failure::Bug(_) if matches!(error, sqlx::Error::Database(_)) => Self::Refused(error),
+            Failure::Bug(message) => Self::Broken(message),
+        }
+    }
+}
+
 /// A transaction event, read from its payload (see `mapping`) and ready to apply.
 #[derive(Debug)]
 pub struct Prepared {
@@ -61,7 +91,7 @@ struct Plan<'a> {
 pub async fn apply(
     conn: &mut PgConnection,
     events: &[Prepared],
-) -> Result<Vec<Decision>, sqlx::Error> {
+) -> Result<Vec<Decision>, ApplyError> {
     let mut keys: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.provider.as_str(), e.reference.as_str()))
@@ -91,7 +121,7 @@ pub async fn apply(
     let mut plans: BTreeMap<(&str, &str), Plan<'_>> = BTreeMap::new();
     for (provider, reference, status, last_event_at) in &stored {
         let status = Status::parse(status)
-            .ok_or_else(|| sqlx::Error::Protocol(format!("stored status `{status}` is unknown")))?;
+            .ok_or_else(|| ApplyError::Broken(format!("stored status `{status}` is unknown")))?;
         let seen = Some(Current {
             status,
             last_event_at: *last_event_at,
@@ -196,7 +226,7 @@ fn rows<'a>(plans: &[&'a Plan<'a>]) -> Rows<'a> {
 
 /// Creates the transactions first seen in this batch. The advisory locks make a concurrent
 /// creation impossible; should a row appear anyway, the unique key refuses it and the batch fails.
-async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
+async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), ApplyError> {
     rows(plans)
         .bind(sqlx::query(sqlx::AssertSqlSafe(INSERT.as_str())))
         .execute(&mut *conn)
@@ -207,7 +237,7 @@ async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx
 /// Moves the locked transactions. The `WHERE` repeats what the rules saw, so a row changed under
 /// us (impossible while we hold the locks, but cheap to check) is not overwritten. Details an
 /// event leaves out keep their stored value.
-async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx::Error> {
+async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), ApplyError> {
     let rows = rows(plans);
     let seen_status: Vec<&str> = plans
         .iter()
@@ -228,7 +258,7 @@ async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), sqlx
     if done.rows_affected() == rows.len() as u64 {
         Ok(())
     } else {
-        Err(sqlx::Error::Protocol(
+        Err(ApplyError::Broken(
             "a locked transaction changed under the worker".into(),
         ))
     }

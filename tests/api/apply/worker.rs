@@ -213,3 +213,38 @@ async fn an_invalid_transaction_payload_is_stored_and_parked_dead_without_retrie
     }
     assert_eq!(app.status_of("FLU-BAD").await, None);
 }
+
+#[tokio::test]
+async fn a_broken_invariant_parks_the_event_with_its_reason_instead_of_retrying_for_ever() {
+    let app = spawn_app().await;
+    app.deliver(&[Event::new("transaction.pending", "evt_inv_1", "FLU-INV")])
+        .await;
+    // Break a promise the worker relies on: a stored status the rules do not know.
+    sqlx::raw_sql(
+        "ALTER TABLE transactions DROP CONSTRAINT transactions_status_check; \
+         UPDATE transactions SET status = 'bogus' WHERE reference = 'FLU-INV'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("break the data");
+
+    app.deliver(&[
+        Event::new("transaction.completed", "evt_inv_2", "FLU-INV").at(5),
+        Event::new("transaction.completed", "evt_inv_ok", "FLU-INV-OK"),
+    ])
+    .await;
+
+    let (status, _, attempts, error) = app.event_state("evt_inv_2").await;
+    assert_eq!((status.as_str(), attempts), ("dead", 1), "parked at once");
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("broken invariant: stored status `bogus` is unknown")),
+        "{error:?}"
+    );
+    assert_eq!(
+        app.status_of("FLU-INV-OK").await.as_deref(),
+        Some("completed"),
+        "the rest of the batch is applied"
+    );
+}
