@@ -6,8 +6,8 @@ WORKDIR /src
 # Dependencies first, so editing the code does not rebuild them.
 # (Cargo.toml names the benchmark, so a stub of it is needed too.)
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/ingest.rs \
+RUN mkdir -p src benches/ingest && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/ingest/main.rs \
     && cargo build --release --locked --bin fluid-webhooks \
     && rm -rf src benches
 COPY build.rs ./
