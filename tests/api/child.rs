@@ -39,6 +39,8 @@ pub struct Service {
     pub child: Child,
     pub address: String,
     logs: Arc<Mutex<String>>,
+    /// Reads the service's log lines until its stderr closes.
+    reader: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
 }
 
@@ -80,7 +82,7 @@ impl Service {
         .await
         .expect("the service listens within 60 s");
         let sink = logs.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 sink.lock().expect("lock").push_str(&format!("{line}\n"));
             }
@@ -89,6 +91,7 @@ impl Service {
             child,
             address,
             logs,
+            reader,
             client: reqwest::Client::new(),
         }
     }
@@ -123,7 +126,12 @@ impl Service {
             .await
             .expect("exits after SIGTERM")
             .expect("wait");
-        tokio::time::sleep(Duration::from_millis(100)).await; // let the log reader catch up
+        // The process has exited: its stderr is closed, so the reader ends once it has every line.
+        let reader = std::mem::replace(&mut self.reader, tokio::spawn(async {}));
+        tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the last log lines are read")
+            .expect("the log reader");
         (status.code(), self.logs())
     }
 }

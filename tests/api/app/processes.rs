@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::{
     child::{Service, command},
-    helpers::{Event, SECRET, empty_database, test_database, wait_until_processed},
+    helpers::{Event, SECRET, empty_database, eventually, test_database, wait_until_processed},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +72,10 @@ async fn without_database_url_serve_runs_a_private_postgres_kept_between_runs() 
 
     let first = Service::start(&[], Some(dir.path())).await;
     assert_eq!(first.post(&body).await, 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the worker applied the event", async || {
+        first.logs().contains(r#""outcome":"applied""#)
+    })
+    .await;
     let (code, logs) = first.terminate().await;
 
     assert_eq!(code, Some(0), "{logs}");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::{Connection, PgConnection};
 
 use crate::helpers::{
-    Event, spawn_app, spawn_app_on, spawn_app_with, test_database, wait_until_processed,
+    Event, eventually, spawn_app, spawn_app_on, spawn_app_with, test_database, wait_until_processed,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -86,7 +86,19 @@ async fn events_claimed_by_a_worker_that_died_are_applied_by_another() {
     .expect("claim");
     assert_eq!(claimed.len(), 1);
     let replica = spawn_app_on(app.database_url.clone(), |_| {}).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // several polls of its worker
+    // The replica's worker is running: it applies an event stored after it started, passing over
+    // the one the first worker holds.
+    assert_eq!(
+        replica
+            .post_signed(&Event::new("transaction.completed", "evt_other", "FLU-OTHER").body())
+            .await
+            .status(),
+        200
+    );
+    eventually("the replica applied another event", async || {
+        replica.status_of("FLU-OTHER").await.as_deref() == Some("completed")
+    })
+    .await;
     assert_eq!(
         replica.event_state("evt_orphan").await.0,
         "pending",
@@ -128,15 +140,11 @@ async fn a_failed_application_is_retried_with_backoff_and_its_error_recorded() {
             .status(),
         200
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let (status, attempts, error) = loop {
-        let (status, _, attempts, error) = app.event_state("evt_flaky").await;
-        if attempts >= 2 {
-            break (status, attempts, error);
-        }
-        assert!(std::time::Instant::now() < deadline, "no retry happened");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    eventually("the failed application retried", async || {
+        app.event_state("evt_flaky").await.2 >= 2
+    })
+    .await;
+    let (status, _, attempts, error) = app.event_state("evt_flaky").await;
     assert_eq!(
         status, "pending",
         "still to be retried after {attempts} attempts"

@@ -10,7 +10,7 @@ use tokio::{
     net::TcpSocket,
 };
 
-use crate::helpers::{Event, SECRET, TestApp, spawn_app_with};
+use crate::helpers::{Event, SECRET, TestApp, eventually, spawn_app_with};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("IP")
@@ -261,7 +261,18 @@ async fn beyond_the_cap_on_requests_in_flight_the_answer_is_503() {
     })
     .await;
     let mut holder = slow_request(&app, 100, 10).await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // the slow request holds the only slot
+    // The slow request holds the only slot once its headers are in: probe with a request that
+    // stores nothing (an unknown provider gets 404 when a slot is free) until the cap shows.
+    eventually("the slow request holds the only slot", async || {
+        app.client
+            .post(format!("{}/webhooks/no-such-provider", app.address))
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            == 503
+    })
+    .await;
 
     let refused = post_from(&app, "127.0.0.1", "evt_busy", &[]).await;
 

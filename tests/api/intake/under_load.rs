@@ -20,7 +20,7 @@ use sqlx::PgPool;
 
 use crate::{
     child::Service,
-    helpers::{Event, SECRET, spawn_app_on, test_database, wait_until_processed},
+    helpers::{Event, SECRET, eventually, spawn_app_on, test_database, wait_until_processed},
 };
 
 /// Starts sending `count` distinct events from `concurrency` connections. Returns a live count of
@@ -92,15 +92,10 @@ async fn burst(
 }
 
 async fn wait_for(acked: &AtomicUsize, at_least: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while acked.load(Ordering::SeqCst) < at_least {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the burst stalled at {}",
-            acked.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(&format!("{at_least} deliveries acknowledged"), async || {
+        acked.load(Ordering::SeqCst) >= at_least
+    })
+    .await;
 }
 
 /// Every acknowledged id is stored, and every stored event was applied exactly once.
