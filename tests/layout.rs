@@ -135,16 +135,7 @@ fn imports(module: &[String], code: &str) -> Vec<(String, String)> {
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue; // `fluid_webhooks_crate::` or the like
         }
-        let start = at + "crate::".len();
-        let line = code[at..]
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        for top in first_segments(code, start) {
-            found.push((top, line.clone()));
-        }
+        found.extend(imported(code, at, at + "crate::".len()));
     }
     // `super::` paths climb from the file's module; only those that leave its top folder matter.
     for (at, _) in code.match_indices("super::") {
@@ -160,18 +151,19 @@ fn imports(module: &[String], code: &str) -> Vec<(String, String)> {
         if ups < module.len() {
             continue; // still inside its own top folder
         }
-        let line = code[at..]
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let start = code.len() - rest.len();
-        for top in first_segments(code, start) {
-            found.push((top, line.clone()));
-        }
+        found.extend(imported(code, at, code.len() - rest.len()));
     }
     found
+}
+
+/// The top-level modules named by the path whose segments start at `start`, each with the line of
+/// the import (from `at`) for the message.
+fn imported(code: &str, at: usize, start: usize) -> Vec<(String, String)> {
+    let line = code[at..].lines().next().unwrap_or_default().trim();
+    first_segments(code, start)
+        .into_iter()
+        .map(|top| (top, line.to_string()))
+        .collect()
 }
 
 /// Every broken rule of the tree under `src`, as one line each.
