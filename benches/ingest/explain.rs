@@ -113,12 +113,12 @@ async fn fill(pool: &PgPool, rows: usize) {
     let chunk = 1_000_000.min(rows).max(1);
     for start in (0..rows).step_by(chunk) {
         sqlx::query(
-            "INSERT INTO webhook_events (event_id, event_type, payload, status, outcome, attempts, processed_at) \
+            "INSERT INTO webhook_events (event_id, event_type, raw_body, status, outcome, attempts, processed_at) \
              SELECT 'evt_fill_' || g, 'transaction.completed', \
-                 jsonb_build_object('event', 'transaction.completed', 'event_id', 'evt_fill_' || g, \
+                 convert_to(jsonb_build_object('event', 'transaction.completed', 'event_id', 'evt_fill_' || g, \
                      'timestamp', '2026-01-28T10:30:00Z', 'data', jsonb_build_object('transaction', \
                      jsonb_build_object('reference', 'FLU-FILL-' || (g / 2), 'partner_reference', 'order_' || (g / 2), \
-                     'status', 'completed', 'amount', 100.00, 'currency', 'GHS', 'fee', 1.50))), \
+                     'status', 'completed', 'amount', 100.00, 'currency', 'GHS', 'fee', 1.50)))::text, 'UTF8'), \
                  'processed', 'applied', 1, now() \
              FROM generate_series($1::bigint, $2::bigint) AS g",
         )

@@ -147,6 +147,14 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
         .into_iter()
         .collect();
     let lost = outcome.acked.difference(&stored_ids).count();
+    // What one stored event costs on disk: the table with its indexes and TOAST.
+    let bytes_per_event: f64 = sqlx::query_scalar(
+        "SELECT pg_total_relation_size('webhook_events')::float8 / greatest(count(*), 1) \
+         FROM webhook_events",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("size");
     let applied_ok = o.ingest_only || applied_once == stored;
     let ok = lost == 0 && applied_ok && stored as usize == outcome.acked.len();
     let verified = format!(
@@ -155,7 +163,10 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
         outcome.acked.len(),
         outcome.statuses
     ) + "\n    "
-        + &cpu;
+        + &cpu
+        + &format!(
+            "\n    storage: {bytes_per_event:.0} bytes per stored event (table, indexes, TOAST)"
+        );
     pool.close().await;
     let _ = service.child.start_kill();
     let _ = service.child.wait().await;

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{
     mapping::{self, Meaning, StoredEvent},
-    transactions::{self, ApplyError, Prepared},
+    transactions::{self, Applied, ApplyError, Prepared},
 };
 use crate::{
     backoff,
@@ -99,7 +99,7 @@ pub const CHANNEL: &str = "webhook_events";
 /// uses the partial index `webhook_events_pending_idx`.
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT id, provider, event_id, event_type, payload::text AS payload, received_at, attempts \
+        "SELECT id, provider, event_id, event_type, raw_body, received_at, attempts \
          FROM webhook_events \
          WHERE status = '{}' AND next_attempt_at <= now() \
          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -114,7 +114,8 @@ struct Claimed {
     provider: String,
     event_id: String,
     event_type: String,
-    payload: String,
+    /// The body as received (for rows stored before bodies were kept as bytes, its jsonb text).
+    raw_body: Vec<u8>,
     received_at: DateTime<Utc>,
     attempts: i32,
 }
@@ -130,6 +131,8 @@ struct Finished {
     retry_in_ms: Option<i64>,
     /// The transaction the event is about, when it is a transaction event.
     reference: Option<String>,
+    /// Applied with another amount or currency than the merchant expected.
+    amount_mismatch: bool,
 }
 
 impl Finished {
@@ -147,6 +150,7 @@ impl Finished {
             error,
             retry_in_ms: None,
             reference: None,
+            amount_mismatch: false,
         }
     }
 }
@@ -232,11 +236,21 @@ impl Worker {
         let mut finished = Vec::with_capacity(count);
         let mut ready: Vec<(Prepared, &Claimed)> = Vec::with_capacity(count);
         for event in &claimed {
+            // The inbox stores only verified UTF-8; anything else was written behind its back.
+            let Ok(payload) = std::str::from_utf8(&event.raw_body) else {
+                finished.push(Finished::new(
+                    event,
+                    EventStatus::Dead,
+                    None,
+                    Some("invalid payload: the stored body is not UTF-8".into()),
+                ));
+                continue;
+            };
             let stored = StoredEvent {
                 provider: &event.provider,
                 event_id: &event.event_id,
                 event_type: &event.event_type,
-                payload: &event.payload,
+                payload,
                 received_at: event.received_at,
             };
             match mapping::interpret(self.providers.get(&event.provider), stored) {
@@ -273,19 +287,32 @@ impl Worker {
                 .get(&(f.provider.as_str(), f.event_id.as_str()))
                 .map(|c| (f, c))
         }) {
-            tracing::info!(
-                provider = %event.provider,
-                event_id = %event.event_id,
-                event_type = %event.event_type,
-                status = done.status.as_str(),
-                outcome = done.outcome.unwrap_or("-"),
-                attempt = event.attempts + 1,
-                error = done.error.as_deref().unwrap_or(""),
-                lag_ms = (now - event.received_at).num_milliseconds(),
-                batch_ms,
-                "event processed"
-            );
+            macro_rules! processed {
+                ($level:ident) => {
+                    tracing::$level!(
+                        provider = %event.provider,
+                        event_id = %event.event_id,
+                        event_type = %event.event_type,
+                        status = done.status.as_str(),
+                        outcome = done.outcome.unwrap_or("-"),
+                        attempt = event.attempts + 1,
+                        error = done.error.as_deref().unwrap_or(""),
+                        amount_mismatch = done.amount_mismatch,
+                        lag_ms = (now - event.received_at).num_milliseconds(),
+                        batch_ms,
+                        "event processed"
+                    )
+                };
+            }
             let provider = event.provider.clone();
+            if done.amount_mismatch {
+                // Applied as FLUID says, but not what the merchant initiated: someone must look.
+                processed!(warn);
+                metrics::counter!("fluid_webhooks_amount_mismatches_total", "provider" => provider.clone())
+                    .increment(1);
+            } else {
+                processed!(info);
+            }
             let outcome = done.outcome.unwrap_or("-");
             metrics::counter!("fluid_webhooks_processed_total", "provider" => provider.clone(), "status" => done.status.as_str(), "outcome" => outcome)
                 .increment(1);
@@ -309,16 +336,16 @@ impl Worker {
         events: &[Prepared],
         claims: &[&Claimed],
     ) -> Result<Vec<Finished>, sqlx::Error> {
-        let processed =
-            |claim: &Claimed, event: &Prepared, decision: transactions::rules::Decision| Finished {
-                reference: Some(event.reference.clone()),
-                ..Finished::new(
-                    claim,
-                    EventStatus::Processed,
-                    Some(decision.outcome()),
-                    None,
-                )
-            };
+        let processed = |claim: &Claimed, event: &Prepared, applied: Applied| Finished {
+            reference: Some(event.reference.clone()),
+            amount_mismatch: applied.amount_mismatch,
+            ..Finished::new(
+                claim,
+                EventStatus::Processed,
+                Some(applied.decision.outcome()),
+                None,
+            )
+        };
         if events.is_empty() {
             return Ok(Vec::new());
         }

@@ -98,10 +98,10 @@ pub struct Change {
     pub amount: Option<String>,
     /// Currency code.
     pub currency: Option<String>,
-    /// The event that made the change.
-    pub event_id: String,
-    /// That event's time.
-    pub at: DateTime<Utc>,
+    /// The event that made the change; `null` when the merchant's expectation created it.
+    pub event_id: Option<String>,
+    /// That event's time; `null` when no event made it.
+    pub at: Option<DateTime<Utc>>,
     /// When the change was made here.
     pub recorded_at: DateTime<Utc>,
     /// Deliveries tried, this one included.

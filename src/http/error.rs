@@ -31,6 +31,9 @@ pub enum Error {
     /// Signed, but not something we can store (not JSON, not an object, oversized id): 400.
     #[error("{0}")]
     BadRequest(String),
+    /// The request contradicts what is stored (an expected debit with another amount): 409.
+    #[error("{0}")]
+    Conflict(String),
     /// No such route: 404.
     #[error("no such route")]
     NotFound,
@@ -75,6 +78,7 @@ impl Error {
             Self::Signature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::UnknownProvider => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

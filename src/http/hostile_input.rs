@@ -15,7 +15,7 @@ use crate::{
     apply::mapping::{self, StoredEvent, decimal_text, fundkit::minor_to_decimal},
     intake::{
         envelope::NewEvent,
-        providers::Providers,
+        providers::{Providers, Verified, key_id},
         signature::{self, standard, timestamped},
     },
     secret::Secret,
@@ -112,19 +112,19 @@ proptest! {
     fn verifiers_accept_their_own_signature_over_any_body(body in body(), at in 0i64..4_000_000_000, id in "[a-zA-Z0-9_]{1,40}") {
         let providers = providers();
         let fluid = headers(&[("x-fluid-signature", signature::sign(&Secret::new("fluid-secret"), &body).into_bytes())]);
-        prop_assert_eq!(providers.get("fluid").expect("built in").verify(&fluid, &body, at), Ok(0));
+        prop_assert_eq!(providers.get("fluid").expect("built in").verify(&fluid, &body, at).map(|v| v.key_id), Ok(key_id(b"fluid-secret")));
         let fk = headers(&[
             ("x-webhook-signature", timestamped::sign(&Secret::new("fk-secret"), at, &body).into_bytes()),
             ("x-webhook-timestamp", at.to_string().into_bytes()),
         ]);
-        prop_assert_eq!(providers.get("fk").expect("declared").verify(&fk, &body, at), Ok(0));
+        prop_assert_eq!(providers.get("fk").expect("declared").verify(&fk, &body, at).map(|v| v.key_id), Ok(key_id(b"fk-secret")));
         let key = standard::key_bytes(&Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).expect("key");
         let sw = headers(&[
             ("webhook-id", id.clone().into_bytes()),
             ("webhook-timestamp", at.to_string().into_bytes()),
             ("webhook-signature", standard::sign(&key, &id, at, &body).into_bytes()),
         ]);
-        prop_assert_eq!(providers.get("sw").expect("declared").verify(&sw, &body, at + 299), Ok(0));
+        prop_assert_eq!(providers.get("sw").expect("declared").verify(&sw, &body, at + 299).map(|v| v.key_id), Ok(key_id(&key)));
         prop_assert!(providers.get("sw").expect("declared").verify(&sw, &body, at + 301).is_err());
     }
 
@@ -133,7 +133,8 @@ proptest! {
         let providers = providers();
         let map = headers(&[("x-fluid-event", event_header), ("webhook-id", id)]);
         for name in ["fluid", "fk", "sw"] {
-            if let Ok(event) = NewEvent::parse(providers.get(name).expect("provider"), &body, &map) {
+            let verified = Verified { key_id: "k".into(), signature: "s".into() };
+            if let Ok(event) = NewEvent::parse(providers.get(name).expect("provider"), verified, &body, &map) {
                 prop_assert!(!event.event_id.is_empty() && event.event_id.len() <= 255);
                 prop_assert!(serde_json::from_str::<serde_json::Value>(&event.body).is_ok());
             }

@@ -9,6 +9,7 @@
 //! | `fluid_webhooks_processed_total` | counter | provider, status, outcome |
 //! | `fluid_webhooks_processing_seconds` | histogram (arrival to applied) | provider |
 //! | `fluid_webhooks_processing_failures_total` | counter | provider |
+//! | `fluid_webhooks_amount_mismatches_total` | counter (events applied with another amount or currency than expected) | provider |
 //! | `fluid_webhooks_inbox_backlog` | gauge | |
 //! | `fluid_webhooks_inbox_oldest_pending_age_seconds` | gauge | |
 //! | `fluid_webhooks_transactions` | gauge | status |

@@ -98,14 +98,15 @@ async fn receive(
     }
     let body = read_body(body, state.max_body_bytes, state.limits.body_timeout()).await?;
     let now = chrono::Utc::now().timestamp();
-    let key = match provider.verify(&headers, &body, now) {
-        Ok(key) => key,
+    let verified = match provider.verify(&headers, &body, now) {
+        Ok(verified) => verified,
         Err(e) => {
             tracing::warn!(provider = %provider.name, client = %client, reason = %e, bytes = body.len(), "webhook rejected: signature");
             return Err(e.into());
         }
     };
-    let event = NewEvent::parse(provider, &body, &headers).inspect_err(|e| {
+    let key_id = verified.key_id.clone();
+    let event = NewEvent::parse(provider, verified, &body, &headers).inspect_err(|e| {
         tracing::warn!(provider = %provider.name, client = %client, reason = %e, "webhook rejected: payload");
     })?;
     let (event_id, event_type, delivery_id) = (
@@ -123,7 +124,7 @@ async fn receive(
         event_type = %event_type,
         delivery_id = delivery_id.as_deref().unwrap_or(""),
         outcome = stored.as_str(),
-        key,
+        key_id = %key_id,
         ack_ms = started.elapsed().as_secs_f64() * 1000.0,
         "webhook acknowledged"
     );

@@ -5,7 +5,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::providers::Provider;
+use super::providers::{Provider, Verified};
 use crate::store::rows::Source;
 
 /// A verified body that cannot be stored as an event (not JSON, not an object, an id too long).
@@ -17,16 +17,28 @@ pub struct EnvelopeError(pub String);
 pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Deepest nesting of arrays and objects accepted. FLUID's bodies are 4 deep; PostgreSQL's jsonb
-/// parser runs out of stack far below the 1 MiB body limit (found by the hostile-input tests).
+/// parser runs out of stack far below the 1 MiB body limit (found by the hostile-input tests), and
+/// the admin API reads stored bodies as JSON.
 pub(crate) const MAX_DEPTH: usize = 64;
 
 /// The deepest nesting of `[` and `{` in a JSON text, outside strings. A byte scan: cheap enough
 /// for every delivery, unlike parsing into a tree.
 pub(crate) fn nesting_depth(body: &[u8]) -> usize {
+    scan(body).0
+}
+
+/// One pass over a JSON text: its deepest nesting of `[` and `{` outside strings, and whether a
+/// string holds the escape `\u0000`.
+fn scan(body: &[u8]) -> (usize, bool) {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in body {
+    let mut nul = false;
+    for (i, &b) in body.iter().enumerate() {
         if in_string {
             match (escaped, b) {
+                (true, b'u') => {
+                    nul |= body.get(i + 1..i + 5) == Some(b"0000");
+                    escaped = false;
+                }
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
                 (false, b'"') => in_string = false,
@@ -44,7 +56,7 @@ pub(crate) fn nesting_depth(body: &[u8]) -> usize {
             _ => {}
         }
     }
-    deepest
+    (deepest, nul)
 }
 
 /// A verified delivery, ready to store.
@@ -63,10 +75,14 @@ pub struct NewEvent {
     pub delivery_event: Option<String>,
     /// The provider's timestamp header as sent (signed only by the timestamped schemes).
     pub delivery_timestamp: Option<String>,
-    /// The body as text; PostgreSQL stores it as `jsonb`.
+    /// The body exactly as received (verified UTF-8); stored as bytes in `raw_body`.
     pub body: String,
     /// Delivered by its provider, or an answer of FLUID's API to a poll.
     pub source: Source,
+    /// The signature header exactly as received; `None` for a poll's answer.
+    pub signature: Option<String>,
+    /// Which key verified it (a fingerprint, never the key); `None` for a poll's answer.
+    pub key_id: Option<String>,
 }
 
 /// The top-level fields the inbox needs; the rest of the body is kept as it is.
@@ -88,6 +104,7 @@ impl NewEvent {
     /// cannot be a key: 400.
     pub fn parse(
         provider: &Provider,
+        verified: Verified,
         body: &[u8],
         headers: &HeaderMap,
     ) -> Result<Self, EnvelopeError> {
@@ -101,10 +118,18 @@ impl NewEvent {
                 _ => format!("body is not valid JSON: {e}"),
             })
         })?;
-        if nesting_depth(body) > MAX_DEPTH {
+        let (depth, nul) = scan(body);
+        if depth > MAX_DEPTH {
             return Err(EnvelopeError(format!(
                 "body is nested deeper than {MAX_DEPTH} levels"
             )));
+        }
+        // The bytes could be stored, but no PostgreSQL text (a transaction's columns, jsonb) can
+        // hold NUL: such an event could never be applied or read, so it is not acknowledged.
+        if nul {
+            return Err(EnvelopeError(
+                "body holds a \\u0000 escape, which no stored text can hold".into(),
+            ));
         }
         // serde would also read a struct from a JSON array; a webhook body is an object.
         if !body.trim_ascii_start().starts_with(b"{") {
@@ -153,6 +178,8 @@ impl NewEvent {
             delivery_timestamp: header(provider.timestamp_header()),
             body: body.to_string(),
             source: Source::Webhook,
+            signature: Some(verified.signature),
+            key_id: Some(verified.key_id),
         })
     }
 }
@@ -172,11 +199,19 @@ mod tests {
         .expect("built in")
     }
 
+    fn verified() -> Verified {
+        Verified {
+            key_id: "0123456789abcdef".into(),
+            signature: "sig".into(),
+        }
+    }
+
     #[test]
     fn event_id_comes_from_the_body_or_the_body_hash() {
         let headers = HeaderMap::new();
         let with_id = NewEvent::parse(
             fluid().get("fluid").expect("fluid"),
+            verified(),
             br#"{"event":"transaction.completed","event_id":"evt_1"}"#,
             &headers,
         )
@@ -187,8 +222,13 @@ mod tests {
         );
 
         let body = br#"{"event":"settlement.created"}"#;
-        let without =
-            NewEvent::parse(fluid().get("fluid").expect("fluid"), body, &headers).expect("valid");
+        let without = NewEvent::parse(
+            fluid().get("fluid").expect("fluid"),
+            verified(),
+            body,
+            &headers,
+        )
+        .expect("valid");
         assert_eq!(
             without.event_id,
             format!("sha256:{}", hex::encode(Sha256::digest(body)))
@@ -199,9 +239,14 @@ mod tests {
     fn event_type_falls_back_to_the_header_then_unknown() {
         let mut headers = HeaderMap::new();
         assert_eq!(
-            NewEvent::parse(fluid().get("fluid").expect("fluid"), b"{}", &headers)
-                .expect("valid")
-                .event_type,
+            NewEvent::parse(
+                fluid().get("fluid").expect("fluid"),
+                verified(),
+                b"{}",
+                &headers
+            )
+            .expect("valid")
+            .event_type,
             "unknown"
         );
         headers.insert(
@@ -209,11 +254,26 @@ mod tests {
             "transaction.failed".parse().expect("header"),
         );
         assert_eq!(
-            NewEvent::parse(fluid().get("fluid").expect("fluid"), b"{}", &headers)
-                .expect("valid")
-                .event_type,
+            NewEvent::parse(
+                fluid().get("fluid").expect("fluid"),
+                verified(),
+                b"{}",
+                &headers
+            )
+            .expect("valid")
+            .event_type,
             "transaction.failed"
         );
+    }
+
+    #[test]
+    fn a_nul_escape_is_found_only_as_an_escape_in_a_string() {
+        assert!(scan(br#"{"a":"x\u0000y"}"#).1);
+        assert!(
+            !scan(br#"{"a":"x\\u0000y"}"#).1,
+            "an escaped backslash, then text"
+        );
+        assert!(!scan(br#"{"a":"\u00e9"}"#).1);
     }
 
     #[test]
@@ -238,11 +298,13 @@ mod tests {
             "{} trailing",
             long_id.as_str(),
             deep.as_str(),
+            r#"{"x":"\u0000"}"#,
         ] {
             assert!(
                 matches!(
                     NewEvent::parse(
                         fluid().get("fluid").expect("fluid"),
+                        verified(),
                         body.as_bytes(),
                         &headers
                     ),

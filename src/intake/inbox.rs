@@ -182,15 +182,18 @@ async fn flush_loop(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>,
 /// first of several deliveries of one event id in the batch is the new one.
 async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    // The body is stored as the bytes received: PostgreSQL parses no JSON here.
     let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO webhook_events \
-             (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, source) \
+             (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, raw_body, source, \
+              signature, key_id) \
          SELECT e.provider, e.event_id, e.event_type, e.delivery_id, e.delivery_event, e.delivery_timestamp, \
-             e.payload::jsonb, e.source \
-         FROM unnest($7::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $8::text[]) \
+             e.raw_body, e.source, e.signature, e.key_id \
+         FROM unnest($7::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], \
+                     $8::text[], $9::text[], $10::text[]) \
              WITH ORDINALITY \
-             AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, payload, source, n) \
+             AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, raw_body, source, \
+                  signature, key_id, n) \
          ORDER BY e.n \
          ON CONFLICT (provider, event_id) DO NOTHING \
          RETURNING provider, event_id",
@@ -200,9 +203,11 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
     .bind(column(|e| e.delivery_id.as_deref()))
     .bind(column(|e| e.delivery_event.as_deref()))
     .bind(column(|e| e.delivery_timestamp.as_deref()))
-    .bind(column(|e| Some(&e.body)))
+    .bind(events.iter().map(|e| e.body.as_bytes()).collect::<Vec<_>>())
     .bind(column(|e| Some(&e.provider)))
     .bind(column(|e| Some(e.source.as_str())))
+    .bind(column(|e| e.signature.as_deref()))
+    .bind(column(|e| e.key_id.as_deref()))
     .fetch_all(pool)
     .await?;
     let mut new: HashSet<(String, String)> = inserted.into_iter().collect();

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use http::HeaderMap;
 use ipnet::IpNet;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::signature::{self, SignatureError, standard, timestamped};
 use crate::{config_error::ConfigError, secret::Secret};
@@ -89,6 +90,8 @@ pub struct Provider {
     keys: Vec<Secret>,
     /// For Standard Webhooks: the keys' decoded bytes.
     key_bytes: Vec<Vec<u8>>,
+    /// Each key's fingerprint, in the order of the keys.
+    key_ids: Vec<String>,
     signature_header: String,
     timestamp_header: String,
     tolerance_secs: u64,
@@ -98,19 +101,106 @@ pub struct Provider {
     pub allow_ips: Vec<IpNet>,
 }
 
+/// A delivery whose signature holds: which key verified it, and the signature as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The fingerprint of the key (see [`key_id`]).
+    pub key_id: String,
+    /// The signature header's value exactly as received.
+    pub signature: String,
+}
+
+/// A key's fingerprint, stored with every event it verified: the first 16 hex digits of the
+/// SHA-256 of the key bytes. It names the key without revealing it.
+pub fn key_id(key: &[u8]) -> String {
+    let mut id = hex::encode(Sha256::digest(key));
+    id.truncate(16);
+    id
+}
+
 impl Provider {
-    /// Checks a delivery's signature over the raw body; returns the index of the matching key.
+    /// Checks a delivery's signature over the raw body with every key of the provider.
     pub fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
+    ) -> Result<Verified, SignatureError> {
+        let index = self.check(0..self.key_ids.len(), headers, body, now)?;
+        let signature = headers
+            .get(self.signature_header())
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        Ok(Verified {
+            key_id: self.key_ids[index].clone(),
+            signature: signature.to_string(),
+        })
+    }
+
+    /// Checks a stored delivery again, with the one key `key_id` names, as the route checked it
+    /// when the delivery arrived (`at`, Unix seconds). `None`: that key is not configured now.
+    pub fn verify_again(
+        &self,
+        key_id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        at: i64,
+    ) -> Option<Result<(), SignatureError>> {
+        let index = self.key_ids.iter().position(|id| id == key_id)?;
+        Some(self.check(index..index + 1, headers, body, at).map(|_| ()))
+    }
+
+    /// The headers a stored delivery was verified with, rebuilt from what is stored: the
+    /// signature, the timestamp header, and (Standard Webhooks) the signed message id.
+    pub fn stored_headers(
+        &self,
+        signature: &str,
+        timestamp: Option<&str>,
+        event_id: &str,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &str, value: &str| {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        };
+        put(self.signature_header(), signature);
+        if let Some(timestamp) = timestamp {
+            put(&self.timestamp_header, timestamp);
+        }
+        if let Some(id_header) = self.signed_id_header() {
+            put(id_header, event_id);
+        }
+        headers
+    }
+
+    /// The header the signature comes in.
+    pub fn signature_header(&self) -> &str {
+        match self.scheme {
+            Scheme::StandardWebhooks => "webhook-signature",
+            _ => &self.signature_header,
+        }
+    }
+
+    /// Checks the signature with the keys in `keys` (indexes); returns the index that matched.
+    fn check(
+        &self,
+        keys: std::ops::Range<usize>,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
     ) -> Result<usize, SignatureError> {
         let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
-        match self.scheme {
-            Scheme::Fluid => signature::verify(&self.keys, header(&self.signature_header), body),
+        let first = keys.start;
+        let found = match self.scheme {
+            Scheme::Fluid => {
+                signature::verify(&self.keys[keys], header(&self.signature_header), body)
+            }
             Scheme::Timestamped => timestamped::verify(
-                &self.keys,
+                &self.keys[keys],
                 header(&self.signature_header),
                 header(&self.timestamp_header),
                 body,
@@ -118,7 +208,7 @@ impl Provider {
                 self.tolerance_secs,
             ),
             Scheme::StandardWebhooks => standard::verify(
-                &self.key_bytes,
+                &self.key_bytes[keys],
                 header("webhook-id"),
                 header("webhook-timestamp"),
                 header("webhook-signature"),
@@ -126,7 +216,8 @@ impl Provider {
                 now,
                 self.tolerance_secs,
             ),
-        }
+        };
+        found.map(|index| first + index)
     }
 
     /// The header holding the (signed or not) delivery timestamp, kept with the event.
@@ -161,6 +252,10 @@ impl Providers {
                 name: FLUID.into(),
                 scheme: Scheme::Fluid,
                 mapping: Mapping::Fluid,
+                key_ids: fluid_keys
+                    .iter()
+                    .map(|k| key_id(k.expose().as_bytes()))
+                    .collect(),
                 keys: fluid_keys,
                 key_bytes: Vec::new(),
                 signature_header: signature::HEADER.into(),
@@ -211,6 +306,11 @@ impl Providers {
             } else {
                 Vec::new()
             };
+            let key_ids = if key_bytes.is_empty() {
+                keys.iter().map(|k| key_id(k.expose().as_bytes())).collect()
+            } else {
+                key_bytes.iter().map(|k| key_id(k)).collect()
+            };
             let (default_signature, default_timestamp) = match settings.scheme {
                 Scheme::Fluid => (signature::HEADER, "x-fluid-timestamp"),
                 Scheme::Timestamped => ("x-webhook-signature", "x-webhook-timestamp"),
@@ -225,6 +325,7 @@ impl Providers {
                     name: name.clone(),
                     scheme: settings.scheme,
                     mapping: settings.mapping,
+                    key_ids,
                     keys,
                     key_bytes,
                     signature_header: lower(&settings.signature_header, default_signature),

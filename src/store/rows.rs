@@ -68,6 +68,11 @@ impl Source {
             Self::Poll => "poll",
         }
     }
+
+    /// Reads a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 impl fmt::Display for Source {

@@ -416,6 +416,27 @@ pub fn sample(text: &str, prefix: &str) -> f64 {
 }
 
 impl TestApp {
+    /// `POST path` with a JSON `body` and the bearer `token`: (status, JSON body or null).
+    pub async fn post_json_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("sent");
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// `GET path` with the bearer `token`: (status, JSON body or null).
     pub async fn get_with_token(
         &self,

@@ -1,19 +1,23 @@
-//! The command line, one file per subcommand: [`serve`] (the default), [`migrate`], and the
-//! helpers for signed curl and testing, [`sign`] and [`send`], and the container's
-//! [`healthcheck`].
+//! The command line, one file per subcommand: [`serve`] (the default), [`migrate`], the helpers
+//! for signed curl and testing, [`sign`] and [`send`], the container's [`healthcheck`], the
+//! merchant's [`expect`] and the auditor's [`verify_stored`].
 
+pub mod expect;
 pub mod healthcheck;
 pub mod migrate;
 pub mod send;
 pub mod serve;
 pub mod sign;
+pub mod verify_stored;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+pub use expect::ExpectArgs;
 pub use send::SendArgs;
+pub use verify_stored::VerifyArgs;
 
 use crate::{intake::providers::SECRET_VAR, secret::Secret};
 
@@ -50,6 +54,12 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Record a debit the merchant initiated with FLUID, before any webhook arrives (through the
+    /// database; no admin token needed).
+    Expect(ExpectArgs),
+    /// Check every stored delivery's signature again with the keys configured now; exits 1 when
+    /// any fails.
+    VerifyStored(VerifyArgs),
 }
 
 /// Runs the parsed command line.
@@ -60,6 +70,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign { file, secret } => sign::run(file, require_secret(secret)?),
         Command::Send(args) => send::run(args).await,
         Command::Healthcheck { url } => healthcheck::run(url).await,
+        Command::Expect(args) => expect::run(args).await,
+        Command::VerifyStored(args) => verify_stored::run(args).await,
     }
 }
 

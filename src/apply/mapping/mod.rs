@@ -136,9 +136,70 @@ pub fn is_decimal(text: &str) -> bool {
     mantissa_ok && exponent_ok
 }
 
+/// Whether two decimal texts are the same number: `100`, `100.00` and `1.0e2` are; an
+/// unreadable text equals only itself.
+pub fn same_decimal(a: &str, b: &str) -> bool {
+    match (canonical_decimal(a), canonical_decimal(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a.trim() == b.trim(),
+    }
+}
+
+/// A decimal as (negative, significant digits, power of ten): `-1.50` is (true, "15", -1), zero
+/// is (false, "", 0).
+fn canonical_decimal(text: &str) -> Option<(bool, String, i64)> {
+    let text = text.trim();
+    if !is_decimal(text) {
+        return None;
+    }
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let power = exponent - frac.len() as i64 + (significant.len() - trimmed.len()) as i64;
+    Some((negative, trimmed.to_string(), power))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_number_written_differently_is_the_same_amount() {
+        for (a, b) in [
+            ("100", "100.00"),
+            ("100.00", "1.0e2"),
+            ("0.50", ".5e0x"),
+            ("-1.50", "-1.5"),
+            ("0", "-0.000"),
+            ("12345678901234567.89", "12345678901234567.890"),
+        ] {
+            if b == ".5e0x" {
+                assert!(!same_decimal(a, b), "{a} {b}: unreadable");
+                continue;
+            }
+            assert!(same_decimal(a, b), "{a} = {b}");
+        }
+        for (a, b) in [
+            ("100.00", "100.01"),
+            ("1.5", "-1.5"),
+            ("10", "1"),
+            ("1e2", "1e3"),
+        ] {
+            assert!(!same_decimal(a, b), "{a} != {b}");
+        }
+    }
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_string()).expect("valid JSON")

@@ -86,6 +86,7 @@ transaction_row! {
         last_event_id: &'a str => "text",
         last_event_type: &'a str => "text",
         last_event_at: DateTime<Utc> => "timestamptz",
+        amount_mismatch: bool => "bool",
     }
     details {
         /// FLUID's `id` (`dt_...`).
@@ -180,7 +181,7 @@ pub(super) static UPDATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE transactions AS t SET {}, updated_at = now() FROM {} \
          WHERE t.provider = r.provider AND t.reference = r.reference \
-             AND t.status = r.seen_status AND t.last_event_at = r.seen_at",
+             AND t.status = r.seen_status AND t.last_event_at IS NOT DISTINCT FROM r.seen_at",
         sets.join(", "),
         unnest(&[("seen_status", "text"), ("seen_at", "timestamptz")])
     )
@@ -195,10 +196,10 @@ mod tests {
         let insert = INSERT.as_str();
         assert!(insert.starts_with(
             "INSERT INTO transactions (provider, reference, status, last_event_id, last_event_type, \
-             last_event_at, fluid_id,"
+             last_event_at, amount_mismatch, fluid_id,"
         ));
         assert!(insert.contains("r.amount::numeric, r.currency, r.fee::numeric"));
-        assert!(insert.contains("$18::timestamptz[]) AS r(provider, reference,"));
+        assert!(insert.contains("$19::timestamptz[]) AS r(provider, reference,"));
         let update = UPDATE.as_str();
         assert!(update.contains("amount = COALESCE(r.amount::numeric, t.amount)"));
         assert!(update.contains("status = r.status, last_event_id = r.last_event_id"));
@@ -206,7 +207,7 @@ mod tests {
             !update.contains("provider = r.provider,"),
             "the key is not set"
         );
-        assert!(update.contains("$19::text[], $20::timestamptz[]) AS r("));
+        assert!(update.contains("$20::text[], $21::timestamptz[]) AS r("));
     }
 
     #[test]

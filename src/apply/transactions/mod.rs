@@ -18,7 +18,21 @@ pub use columns::Details;
 use columns::{INSERT, Rows, UPDATE};
 use rules::{Current, Decision, Incoming, Status};
 
+use super::mapping::same_decimal;
 use crate::store::database::Failure;
+
+/// A row of `transactions` as the batch reads it.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    provider: String,
+    reference: String,
+    status: String,
+    last_event_at: Option<DateTime<Utc>>,
+    amount: Option<String>,
+    currency: Option<String>,
+    expected_amount: Option<String>,
+    expected_currency: Option<String>,
+}
 
 /// Why a batch could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +92,58 @@ struct Plan<'a> {
     provider: &'a str,
     reference: &'a str,
     /// The row as read under the lock; `None`: it does not exist yet.
-    seen: Option<Current>,
+    seen: Option<Seen>,
     /// The row after the events applied so far.
     now: Option<Current>,
     details: Details,
     last_event: Option<&'a Prepared>,
+}
+
+/// A stored row as read under the lock.
+#[derive(Debug, Clone)]
+struct Seen {
+    status: Status,
+    /// `None` for an expected transaction no event has reached yet.
+    last_event_at: Option<DateTime<Utc>>,
+    /// What it holds, exactly as stored.
+    amount: Option<String>,
+    currency: Option<String>,
+    /// What the merchant expected (`POST /admin/transactions`, `fluid-webhooks expect`).
+    expected_amount: Option<String>,
+    expected_currency: Option<String>,
+}
+
+impl Seen {
+    /// The state the rules start from: a row no event has reached counts as older than any event.
+    fn current(&self) -> Current {
+        Current {
+            status: self.status,
+            last_event_at: self.last_event_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+
+    /// Whether an amount or currency differs from what was expected (only what both say counts).
+    fn mismatches(&self, amount: Option<&str>, currency: Option<&str>) -> bool {
+        let differs = |expected: &Option<String>,
+                       said: Option<&str>,
+                       same: fn(&str, &str) -> bool| {
+            matches!((expected, said), (Some(e), Some(s)) if !same(e, s))
+        };
+        differs(&self.expected_amount, amount, same_decimal)
+            || differs(&self.expected_currency, currency, |a, b| {
+                a.eq_ignore_ascii_case(b)
+            })
+    }
+}
+
+/// What applying one event did: the rules' decision, and whether the event's amount or currency
+/// differs from what the merchant expected (it is applied all the same: FLUID says what happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The rules' decision.
+    pub decision: Decision,
+    /// The event changed the transaction and says another amount or currency than expected.
+    pub amount_mismatch: bool,
 }
 
 /// Applies `events` in the caller's database transaction and returns the rules' decision for each,
@@ -91,26 +152,18 @@ struct Plan<'a> {
 pub async fn apply(
     conn: &mut PgConnection,
     events: &[Prepared],
-) -> Result<Vec<Decision>, ApplyError> {
+) -> Result<Vec<Applied>, ApplyError> {
     let mut keys: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.provider.as_str(), e.reference.as_str()))
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    lock(conn, &keys).await?;
     let (providers, references): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
-    // Locks are taken in key order, so workers holding several never wait on each other in a cycle.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(k) \
-         FROM (SELECT DISTINCT hashtextextended(p || '/' || r, 0) AS k FROM unnest($1::text[], $2::text[]) AS t(p, r)) \
-             AS keys ORDER BY k",
-    )
-    .bind(&providers)
-    .bind(&references)
-    .execute(&mut *conn)
-    .await?;
-    let stored: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT provider, reference, status, last_event_at FROM transactions \
+    let stored: Vec<StoredRow> = sqlx::query_as(
+        "SELECT provider, reference, status, last_event_at, amount::text AS amount, currency, \
+             expected_amount::text AS expected_amount, expected_currency FROM transactions \
          WHERE (provider, reference) IN (SELECT p, r FROM unnest($1::text[], $2::text[]) AS t(p, r)) FOR UPDATE",
     )
     .bind(&providers)
@@ -119,15 +172,20 @@ pub async fn apply(
     .await?;
 
     let mut plans: BTreeMap<(&str, &str), Plan<'_>> = BTreeMap::new();
-    for (provider, reference, status, last_event_at) in &stored {
-        let status = Status::parse(status)
-            .ok_or_else(|| ApplyError::Broken(format!("stored status `{status}` is unknown")))?;
-        let seen = Some(Current {
+    for row in stored {
+        let status = Status::parse(&row.status).ok_or_else(|| {
+            ApplyError::Broken(format!("stored status `{}` is unknown", row.status))
+        })?;
+        let seen = Seen {
             status,
-            last_event_at: *last_event_at,
-        });
+            last_event_at: row.last_event_at,
+            amount: row.amount,
+            currency: row.currency,
+            expected_amount: row.expected_amount,
+            expected_currency: row.expected_currency,
+        };
         // The plan borrows its key from the events, like every other plan.
-        let Ok(i) = keys.binary_search(&(provider.as_str(), reference.as_str())) else {
+        let Ok(i) = keys.binary_search(&(row.provider.as_str(), row.reference.as_str())) else {
             continue;
         };
         let (provider, reference) = keys[i];
@@ -136,8 +194,8 @@ pub async fn apply(
             Plan {
                 provider,
                 reference,
-                seen,
-                now: seen,
+                now: Some(seen.current()),
+                seen: Some(seen),
                 details: Details::default(),
                 last_event: None,
             },
@@ -162,6 +220,7 @@ pub async fn apply(
                 at: event.at,
             },
         );
+        let mut amount_mismatch = false;
         if decision.changes_status() {
             plan.now = Some(Current {
                 status: event.status,
@@ -169,8 +228,17 @@ pub async fn apply(
             });
             plan.details.merge(&event.details);
             plan.last_event = Some(event);
+            amount_mismatch = plan.seen.as_ref().is_some_and(|seen| {
+                seen.mismatches(
+                    event.details.amount.as_deref(),
+                    event.details.currency.as_deref(),
+                )
+            });
         }
-        decisions.push(decision);
+        decisions.push(Applied {
+            decision,
+            amount_mismatch,
+        });
     }
 
     for plan in plans.values() {
@@ -187,6 +255,27 @@ pub async fn apply(
         update(conn, &moved).await?;
     }
     Ok(decisions)
+}
+
+/// Locks the transactions `keys` (provider, reference) until the end of the database transaction,
+/// also those not created yet: advisory locks keyed by provider and reference, taken in key
+/// order, so two holders of several never wait on each other in a cycle. The worker and an
+/// expectation take turns on a transaction this way.
+pub(crate) async fn lock(
+    conn: &mut PgConnection,
+    keys: &[(&str, &str)],
+) -> Result<(), sqlx::Error> {
+    let (providers, references): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) \
+         FROM (SELECT DISTINCT hashtextextended(p || '/' || r, 0) AS k FROM unnest($1::text[], $2::text[]) AS t(p, r)) \
+             AS keys ORDER BY k",
+    )
+    .bind(&providers)
+    .bind(&references)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// A transaction that reached a final state in this batch: how long it took from its creation
@@ -211,6 +300,16 @@ fn rows<'a>(plans: &[&'a Plan<'a>]) -> Rows<'a> {
         let (Some(event), Some(now)) = (plan.last_event, plan.now) else {
             continue;
         };
+        // The row's amount and currency once the batch is applied, against what was expected.
+        let amount_mismatch = plan.seen.as_ref().is_some_and(|seen| {
+            seen.mismatches(
+                plan.details.amount.as_deref().or(seen.amount.as_deref()),
+                plan.details
+                    .currency
+                    .as_deref()
+                    .or(seen.currency.as_deref()),
+            )
+        });
         rows.push(
             plan.provider,
             plan.reference,
@@ -218,6 +317,7 @@ fn rows<'a>(plans: &[&'a Plan<'a>]) -> Rows<'a> {
             &event.event_id,
             &event.event_type,
             now.last_event_at,
+            amount_mismatch,
             &plan.details,
         );
     }
@@ -239,16 +339,9 @@ async fn insert(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), Appl
 /// event leaves out keep their stored value.
 async fn update(conn: &mut PgConnection, plans: &[&Plan<'_>]) -> Result<(), ApplyError> {
     let rows = rows(plans);
-    let seen_status: Vec<&str> = plans
-        .iter()
-        .filter_map(|p| p.seen)
-        .map(|s| s.status.as_str())
-        .collect();
-    let seen_at: Vec<DateTime<Utc>> = plans
-        .iter()
-        .filter_map(|p| p.seen)
-        .map(|s| s.last_event_at)
-        .collect();
+    let seen: Vec<&Seen> = plans.iter().filter_map(|p| p.seen.as_ref()).collect();
+    let seen_status: Vec<&str> = seen.iter().map(|s| s.status.as_str()).collect();
+    let seen_at: Vec<Option<DateTime<Utc>>> = seen.iter().map(|s| s.last_event_at).collect();
     let done = rows
         .bind(sqlx::query(sqlx::AssertSqlSafe(UPDATE.as_str())))
         .bind(&seen_status)

@@ -92,6 +92,8 @@ impl PollEvent {
             delivery_timestamp: None,
             body: self.payload.to_string(),
             source: Source::Poll,
+            signature: None,
+            key_id: None,
         }
     }
 }

@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{FromRow, Row};
 
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+
 use crate::{
     http::{
         AppState,
         error::{Error, Result},
     },
-    store::rows::EventStatus,
+    intake::evidence::{StoredDelivery, Verdict},
+    store::rows::{EventStatus, Source},
 };
 
 /// Filters and paging of `GET /admin/events`.
@@ -91,13 +94,15 @@ pub(super) async fn list(
     ))
 }
 
-/// `GET /admin/events/{provider}/{event_id}`.
+/// `GET /admin/events/{provider}/{event_id}`: the event, its exact body and signature, whether it
+/// verifies now, and its history.
 pub(super) async fn one(
     State(state): State<AppState>,
     Path((provider, event_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
     let sql = format!(
-        "SELECT {SUMMARY}, payload, history, delivery_id, delivery_event, delivery_timestamp, next_attempt_at \
+        "SELECT {SUMMARY}, raw_body, raw_exact, signature, key_id, history, delivery_id, \
+             delivery_event, delivery_timestamp, next_attempt_at \
          FROM webhook_events WHERE provider = $1 AND event_id = $2"
     );
     let found = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -107,23 +112,56 @@ pub(super) async fn one(
         .await?
         .ok_or(Error::NotFound)?;
     let summary = EventSummary::from_row(&found)?;
-    let get_json = |name: &str| {
-        found
-            .try_get::<sqlx::types::Json<Value>, _>(name)
-            .map(|j| j.0)
-    };
     let text = |name: &str| found.try_get::<Option<String>, _>(name);
-    let body = json!({
+    let raw_body: Vec<u8> = found.try_get("raw_body")?;
+    let raw_exact: bool = found.try_get("raw_exact")?;
+    let (signature, key_id, timestamp) = (
+        text("signature")?,
+        text("key_id")?,
+        text("delivery_timestamp")?,
+    );
+    let verdict = Verdict::of(
+        &state.providers,
+        &StoredDelivery {
+            provider: &summary.provider,
+            event_id: &summary.event_id,
+            source: Source::parse(&summary.source).unwrap_or(Source::Webhook),
+            raw_exact,
+            key_id: key_id.as_deref(),
+            signature: signature.as_deref(),
+            delivery_timestamp: timestamp.as_deref(),
+            body: &raw_body,
+            received_at: summary.received_at.timestamp(),
+        },
+    );
+    // The payload is read from the stored bytes, not from a re-serialisation: every number comes
+    // out digit for digit as it was sent.
+    let (raw_text, payload) = match std::str::from_utf8(&raw_body) {
+        Ok(text) => (
+            Some(text),
+            serde_json::value::RawValue::from_string(text.to_string()).ok(),
+        ),
+        Err(_) => (None, None),
+    };
+    let mut body = json!({
         "event": summary,
-        "payload": get_json("payload")?,
-        "history": get_json("history")?,
+        "payload": payload,
+        "raw_exact": raw_exact,
+        "signature": signature,
+        "key_id": key_id,
+        "verifies_now": verdict.verifies(),
+        "history": found.try_get::<sqlx::types::Json<Value>, _>("history")?.0,
         "delivery": {
             "id": text("delivery_id")?,
             "event": text("delivery_event")?,
-            "timestamp": text("delivery_timestamp")?,
+            "timestamp": timestamp,
         },
         "next_attempt_at": found.try_get::<DateTime<Utc>, _>("next_attempt_at")?,
     });
+    match raw_text {
+        Some(text) => body["raw_body"] = json!(text),
+        None => body["raw_body_base64"] = json!(BASE64.encode(&raw_body)),
+    }
     Ok(Json(body))
 }
 

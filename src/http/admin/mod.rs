@@ -90,6 +90,11 @@ pub const ROUTES: &[Route] = &[
         path: "/admin/transactions",
         handler: |m| on(m, transactions::lookup),
     },
+    Route {
+        method: Method::Post,
+        path: "/admin/transactions",
+        handler: |m| on(m, transactions::expected),
+    },
 ];
 
 /// The admin routes, behind the bearer token.

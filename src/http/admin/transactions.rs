@@ -1,9 +1,12 @@
 //! `GET /admin/transactions`: a transaction by reference (or the merchant's partner reference),
 //! with its events, its status changes and their forwarding, and where reconciliation stands.
+//! `POST /admin/transactions`: an expected debit, announced before any webhook.
 
 use axum::{
     Json,
+    body::Bytes,
     extract::{Query, State},
+    http::StatusCode,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,9 +14,15 @@ use serde_json::{Value, json};
 use sqlx::FromRow;
 
 use super::events::{EventSummary, SUMMARY};
-use crate::http::{
-    AppState,
-    error::{Error, Result},
+use crate::{
+    apply::{
+        expected::{ExpectError, Expectation, Expected, expect},
+        mapping::decimal_text,
+    },
+    http::{
+        AppState,
+        error::{Error, Result},
+    },
 };
 
 /// `GET /admin/transactions?reference=...[&provider=fluid]` or `?partner_reference=...`.
@@ -33,9 +42,12 @@ struct TransactionRow {
     amount: Option<String>,
     currency: Option<String>,
     fee: Option<String>,
-    last_event_id: String,
-    last_event_type: String,
-    last_event_at: DateTime<Utc>,
+    expected_amount: Option<String>,
+    expected_currency: Option<String>,
+    amount_mismatch: bool,
+    last_event_id: Option<String>,
+    last_event_type: Option<String>,
+    last_event_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -46,8 +58,8 @@ struct ChangeRow {
     id: i64,
     status: String,
     previous_status: Option<String>,
-    event_id: String,
-    event_at: DateTime<Utc>,
+    event_id: Option<String>,
+    event_at: Option<DateTime<Utc>>,
     recorded_at: DateTime<Utc>,
     forwarded_at: Option<DateTime<Utc>>,
     attempts: i32,
@@ -78,7 +90,7 @@ pub(super) async fn lookup(
     }
     let rows: Vec<TransactionRow> = sqlx::query_as(
         "SELECT provider, reference, partner_reference, status, amount::text AS amount, currency, fee::text AS fee, \
-             last_event_id, last_event_type, last_event_at, created_at, updated_at \
+             expected_amount::text AS expected_amount, expected_currency, amount_mismatch, last_event_id, last_event_type, last_event_at, created_at, updated_at \
          FROM transactions \
          WHERE ($1::text IS NULL OR reference = $1) AND ($2::text IS NULL OR provider = $2) \
            AND ($3::text IS NULL OR partner_reference = $3) \
@@ -129,4 +141,51 @@ pub(super) async fn lookup(
         return Err(Error::NotFound);
     }
     Ok(Json(json!({ "transactions": found })))
+}
+
+/// The body of `POST /admin/transactions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectBody {
+    reference: String,
+    partner_reference: String,
+    /// A JSON number or a string holding one, kept exactly.
+    amount: Box<serde_json::value::RawValue>,
+    /// Default `GHS`.
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+/// `POST /admin/transactions`: 201 with the new row, 200 with the stored one when it agrees, 409
+/// when the reference is stored with another amount, currency or partner reference.
+pub(super) async fn expected(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let body: ExpectBody = serde_json::from_slice(&body).map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be {{\"reference\", \"partner_reference\", \"amount\", \"currency\"}}: {e}"
+        ))
+    })?;
+    let expectation = Expectation {
+        reference: body.reference,
+        partner_reference: body.partner_reference,
+        amount: decimal_text(&body.amount)
+            .map_err(|e| Error::BadRequest(format!("`amount`: {e}")))?,
+        currency: body.currency.unwrap_or_else(|| "GHS".into()),
+    };
+    let (status, row) = match expect(&state.pool, &expectation).await {
+        Ok(Expected::Created(row)) => (StatusCode::CREATED, row),
+        Ok(Expected::Agreed(row)) => (StatusCode::OK, row),
+        Err(ExpectError::Invalid(message)) => return Err(Error::BadRequest(message)),
+        Err(ExpectError::Conflict(message)) => return Err(Error::Conflict(message)),
+        Err(ExpectError::Store(failure)) => return Err(failure.into()),
+    };
+    tracing::info!(
+        reference = %row.reference,
+        partner_reference = row.partner_reference.as_deref().unwrap_or(""),
+        created = status == StatusCode::CREATED,
+        "admin: expected debit"
+    );
+    Ok((status, Json(json!({ "transaction": row }))))
 }

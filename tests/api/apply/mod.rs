@@ -1,4 +1,5 @@
 //! Applying stored events: the state rules at work and the worker.
 
+mod expected;
 mod transactions;
 mod worker;

@@ -368,3 +368,47 @@ async fn a_poll_claimed_by_a_replica_that_died_is_taken_over_when_its_lease_ends
     );
     assert_eq!(fluid.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn an_expected_debit_that_no_webhook_reaches_ends_completed_from_a_poll() {
+    let fluid = StandIn::start(|_, _| {
+        Reply::json(
+            200,
+            answer("FLU-EXPECTED", "completed", "2026-01-28T10:31:00Z"),
+        )
+    })
+    .await;
+    let app = spawn_app_with(polling(&fluid)).await;
+    let (status, body) = app
+        .post_json_with_token(
+            "/admin/transactions",
+            ADMIN_TOKEN,
+            &serde_json::json!({"reference": "FLU-EXPECTED", "partner_reference": "order_77", "amount": "75.00"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    eventually(
+        "the expected debit settled from FLUID's answer",
+        async || app.status_of("FLU-EXPECTED").await.as_deref() == Some("completed"),
+    )
+    .await;
+    assert_eq!(
+        fluid.seen()[0].uri.path(),
+        "/api/v1/payment-providers/debit-requests/FLU-EXPECTED"
+    );
+    let sources: Vec<String> = sqlx::query_scalar("SELECT source FROM webhook_events")
+        .fetch_all(&app.pool)
+        .await
+        .expect("events");
+    assert_eq!(sources, ["poll"], "no webhook ever arrived");
+    let found = admin(&app, "/admin/transactions?partner_reference=order_77").await;
+    let transaction = &found["transactions"][0]["transaction"];
+    assert_eq!(
+        (
+            transaction["expected_amount"].as_str(),
+            transaction["amount_mismatch"].as_bool()
+        ),
+        (Some("75.00"), Some(false))
+    );
+}

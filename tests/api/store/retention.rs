@@ -6,13 +6,13 @@ use crate::helpers::spawn_app_with;
 async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
     let app = spawn_app_with(|s| s.worker.enabled = false).await;
     sqlx::raw_sql(
-        "INSERT INTO webhook_events (event_id, event_type, payload, status, received_at) VALUES \
-           ('old_processed_1', 'transaction.completed', '{}', 'processed', now() - interval '100 days'), \
-           ('old_processed_2', 'transaction.completed', '{}', 'processed', now() - interval '95 days'), \
-           ('old_ignored', 'settlement.created', '{}', 'ignored', now() - interval '200 days'), \
-           ('old_pending', 'transaction.completed', '{}', 'pending', now() - interval '100 days'), \
-           ('old_dead', 'transaction.completed', '{}', 'dead', now() - interval '100 days'), \
-           ('recent_processed', 'transaction.completed', '{}', 'processed', now() - interval '89 days'); \
+        "INSERT INTO webhook_events (event_id, event_type, raw_body, status, received_at) VALUES \
+           ('old_processed_1', 'transaction.completed', '\\x7b7d', 'processed', now() - interval '100 days'), \
+           ('old_processed_2', 'transaction.completed', '\\x7b7d', 'processed', now() - interval '95 days'), \
+           ('old_ignored', 'settlement.created', '\\x7b7d', 'ignored', now() - interval '200 days'), \
+           ('old_pending', 'transaction.completed', '\\x7b7d', 'pending', now() - interval '100 days'), \
+           ('old_dead', 'transaction.completed', '\\x7b7d', 'dead', now() - interval '100 days'), \
+           ('recent_processed', 'transaction.completed', '\\x7b7d', 'processed', now() - interval '89 days'); \
          INSERT INTO transactions (reference, status, last_event_id, last_event_type, last_event_at) \
            VALUES ('FLU-KEPT', 'completed', 'old_processed_1', 'transaction.completed', now() - interval '100 days'); \
          INSERT INTO forwarding DEFAULT VALUES; \
