@@ -34,14 +34,24 @@ impl Application {
             .await
             .with_context(|| format!("listening on {address}"))?;
         metrics::install();
+        let providers = Arc::new(settings.providers()?);
+        metrics::register(&providers);
         let ingest_timeout = Duration::from_millis(settings.server.ingest_timeout_ms);
         let (inbox, flushers) = Inbox::start(pool.clone(), &settings.ingest, ingest_timeout);
+        let wake = Arc::new(Notify::new());
+        let worker = Worker::new(
+            pool.clone(),
+            providers.clone(),
+            settings.worker.clone(),
+            wake.clone(),
+        );
         let state = AppState {
             pool,
             inbox,
-            providers: Arc::new(settings.providers()?),
+            providers,
             limits: Arc::new(Limits::new(settings.limits.clone())),
-            wake: Arc::new(Notify::new()),
+            wake,
+            worker,
             ingest_timeout,
             max_body_bytes: settings.server.max_body_bytes,
         };
@@ -72,13 +82,7 @@ impl Application {
         let mut workers = JoinSet::new();
         if settings.worker.enabled {
             for _ in 0..settings.worker.concurrency {
-                let worker = Worker::new(
-                    state.pool.clone(),
-                    state.providers.clone(),
-                    settings.worker.clone(),
-                    state.wake.clone(),
-                );
-                workers.spawn(worker.run(shutdown.clone()));
+                workers.spawn(state.worker.clone().run(shutdown.clone()));
             }
             workers.spawn(retention::run(
                 state.pool.clone(),

@@ -37,6 +37,12 @@ pub enum Error {
     /// No such route: 404.
     #[error("no such route")]
     NotFound,
+    /// No stored event with that provider and event id: 404.
+    #[error("no such event")]
+    NoSuchEvent,
+    /// No stored transaction matches: 404.
+    #[error("no such transaction")]
+    NoSuchTransaction,
     /// `POST /webhooks/{provider}` for a provider that is not configured: 404.
     #[error("unknown provider")]
     UnknownProvider,
@@ -80,6 +86,8 @@ impl Error {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::NoSuchEvent => (StatusCode::NOT_FOUND, "no_such_event"),
+            Self::NoSuchTransaction => (StatusCode::NOT_FOUND, "no_such_transaction"),
             Self::UnknownProvider => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),

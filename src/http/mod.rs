@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod extract;
 pub mod health;
 #[cfg(test)]
 mod hostile_input;
@@ -14,12 +15,13 @@ pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{Router, middleware};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
+    apply::worker::Worker,
     intake::{inbox::Inbox, providers::Providers},
     secret::Secret,
 };
@@ -38,6 +40,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Wakes this process's workers when an event is stored.
     pub wake: Arc<Notify>,
+    /// Applies events: the background workers are its clones; the admin API replays through it.
+    pub worker: Worker,
     /// Time allowed to store an event before 503.
     pub ingest_timeout: Duration,
     /// Largest body accepted.
@@ -46,14 +50,25 @@ pub struct AppState {
 
 /// The whole HTTP surface; the admin API only with a token.
 pub fn router(state: AppState, admin_token: Option<Secret>) -> Router {
-    let admin = admin_token.map(admin::router).unwrap_or_default();
-    Router::new()
-        .merge(admin)
+    let mut router = Router::new();
+    let guard = admin_token.as_ref().map(admin::Guard::new);
+    if guard.is_some() {
+        router = router.merge(admin::router());
+    }
+    let router = router
         .merge(webhooks::router(&state))
         .merge(health::router())
         .merge(metrics::router())
         .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    // Outermost but the panic catcher: the admin token is checked before any route is matched.
+    let router = match guard {
+        Some(guard) => router.layer(middleware::from_fn(move |request, next| {
+            guard.clone().check(request, next)
+        })),
+        None => router,
+    };
+    router
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::Error::Internal(anyhow::anyhow!(
                 "handler panicked"

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::{
     Extension, Json, Router,
     body::{Body, Bytes},
-    extract::{Path, State},
+    extract::State,
     http::HeaderMap,
     middleware,
     response::{IntoResponse, Response},
@@ -19,6 +19,7 @@ use serde_json::json;
 use super::{
     AppState,
     error::{Error, Result},
+    extract::Path,
     limits::{self, ClientIp, Limits},
 };
 use crate::intake::{envelope::NewEvent, inbox::Stored};

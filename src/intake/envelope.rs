@@ -75,6 +75,8 @@ pub struct NewEvent {
     pub delivery_event: Option<String>,
     /// The provider's timestamp header as sent (signed only by the timestamped schemes).
     pub delivery_timestamp: Option<String>,
+    /// The body's own `timestamp` (when the event happened, as the sender wrote it).
+    pub event_timestamp: Option<String>,
     /// The body exactly as received (verified UTF-8); stored as bytes in `raw_body`.
     pub body: String,
     /// Delivered by its provider, or an answer of FLUID's API to a poll.
@@ -97,6 +99,9 @@ struct Envelope {
     /// FundKit-style senders call it `id`, some as a number.
     #[serde(default)]
     id: Option<serde_json::Value>,
+    /// When the event happened: RFC 3339 text (FLUID, FundKit), or a number of seconds.
+    #[serde(default)]
+    timestamp: Option<serde_json::Value>,
 }
 
 impl NewEvent {
@@ -176,6 +181,12 @@ impl NewEvent {
             delivery_id: header("x-fluid-delivery-id").or_else(|| header("webhook-id")),
             delivery_event,
             delivery_timestamp: header(provider.timestamp_header()),
+            event_timestamp: match envelope.timestamp {
+                Some(serde_json::Value::String(at)) => Some(at),
+                Some(serde_json::Value::Number(at)) => Some(at.to_string()),
+                _ => None,
+            }
+            .map(|at| at.chars().take(MAX_KEY_LEN).collect()),
             body: body.to_string(),
             source: Source::Webhook,
             signature: Some(verified.signature),

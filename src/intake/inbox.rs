@@ -186,14 +186,14 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
     let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO webhook_events \
              (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, raw_body, source, \
-              signature, key_id) \
+              signature, key_id, event_timestamp) \
          SELECT e.provider, e.event_id, e.event_type, e.delivery_id, e.delivery_event, e.delivery_timestamp, \
-             e.raw_body, e.source, e.signature, e.key_id \
+             e.raw_body, e.source, e.signature, e.key_id, e.event_timestamp \
          FROM unnest($7::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], \
-                     $8::text[], $9::text[], $10::text[]) \
+                     $8::text[], $9::text[], $10::text[], $11::text[]) \
              WITH ORDINALITY \
              AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, raw_body, source, \
-                  signature, key_id, n) \
+                  signature, key_id, event_timestamp, n) \
          ORDER BY e.n \
          ON CONFLICT (provider, event_id) DO NOTHING \
          RETURNING provider, event_id",
@@ -208,6 +208,7 @@ async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>
     .bind(column(|e| Some(e.source.as_str())))
     .bind(column(|e| e.signature.as_deref()))
     .bind(column(|e| e.key_id.as_deref()))
+    .bind(column(|e| e.event_timestamp.as_deref()))
     .fetch_all(pool)
     .await?;
     let mut new: HashSet<(String, String)> = inserted.into_iter().collect();

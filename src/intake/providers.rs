@@ -349,6 +349,13 @@ impl Providers {
     pub fn get(&self, name: &str) -> Option<&Provider> {
         self.0.get(name)
     }
+
+    /// Every provider's name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
 }
 
 #[cfg(test)]

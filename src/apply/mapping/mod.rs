@@ -61,6 +61,42 @@ pub fn interpret(provider: Option<&Provider>, event: StoredEvent<'_>) -> Meaning
     }
 }
 
+/// What an event names, read as far as it can be: the transaction's reference and the merchant's
+/// partner reference. Used for events that can never be applied, so that a dead letter still shows
+/// with the transaction it is about.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    /// The provider's reference of the transaction.
+    pub reference: Option<String>,
+    /// The merchant's own reference (order id).
+    pub partner_reference: Option<String>,
+}
+
+/// The names in a body, best effort: FLUID's `data.transaction.{reference, partner_reference}`,
+/// a FundKit-style `data.{transactionId, externalId}`; nothing when the body is not JSON.
+pub fn names(provider: Option<&Provider>, payload: &str) -> Names {
+    let Ok(body) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Names::default();
+    };
+    let text = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.chars().take(200).collect::<String>())
+    };
+    let (reference, partner) = match provider.map(|p| p.mapping) {
+        Some(Mapping::Fundkit) => (&body["data"]["transactionId"], &body["data"]["externalId"]),
+        _ => (
+            &body["data"]["transaction"]["reference"],
+            &body["data"]["transaction"]["partner_reference"],
+        ),
+    };
+    Names {
+        reference: text(reference),
+        partner_reference: text(partner),
+    }
+}
+
 pub(crate) fn decimal(
     raw: Option<Box<RawValue>>,
     name: &str,
@@ -174,6 +210,34 @@ fn canonical_decimal(text: &str) -> Option<(bool, String, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_read_from_bodies_that_cannot_be_applied() {
+        let fluid = r#"{"event":"transaction.completed","data":{"transaction":{"reference":"FLU-9","partner_reference":"order_900","amount":"1,000.00"}}}"#;
+        assert_eq!(
+            names(None, fluid),
+            Names {
+                reference: Some("FLU-9".into()),
+                partner_reference: Some("order_900".into())
+            }
+        );
+        let no_reference =
+            r#"{"data":{"transaction":{"reference":"","partner_reference":"order_901"}}}"#;
+        assert_eq!(
+            names(None, no_reference),
+            Names {
+                reference: None,
+                partner_reference: Some("order_901".into())
+            }
+        );
+        for nothing in [
+            "not json",
+            "[]",
+            r#"{"data":{"transaction":{"reference":7}}}"#,
+        ] {
+            assert_eq!(names(None, nothing), Names::default(), "{nothing}");
+        }
+    }
 
     #[test]
     fn the_same_number_written_differently_is_the_same_amount() {

@@ -138,12 +138,14 @@ impl Seen {
 
 /// What applying one event did: the rules' decision, and whether the event's amount or currency
 /// differs from what the merchant expected (it is applied all the same: FLUID says what happened).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// The rules' decision.
     pub decision: Decision,
     /// The event changed the transaction and says another amount or currency than expected.
     pub amount_mismatch: bool,
+    /// Why a stale or refused event changed nothing (see `rules::reason`).
+    pub reason: Option<String>,
 }
 
 /// Applies `events` in the caller's database transaction and returns the rules' decision for each,
@@ -213,13 +215,12 @@ pub async fn apply(
                 details: Details::default(),
                 last_event: None,
             });
-        let decision = rules::decide(
-            plan.now,
-            Incoming {
-                status: event.status,
-                at: event.at,
-            },
-        );
+        let incoming = Incoming {
+            status: event.status,
+            at: event.at,
+        };
+        let decision = rules::decide(plan.now, incoming);
+        let reason = rules::reason(plan.now, incoming, decision);
         let mut amount_mismatch = false;
         if decision.changes_status() {
             plan.now = Some(Current {
@@ -238,6 +239,7 @@ pub async fn apply(
         decisions.push(Applied {
             decision,
             amount_mismatch,
+            reason,
         });
     }
 

@@ -160,6 +160,28 @@ pub fn decide(current: Option<Current>, incoming: Incoming) -> Decision {
     }
 }
 
+/// Why an event was not applied, in words for the engineer on call: for a stale or refused
+/// decision, which stored state it met; `None` for the others.
+pub fn reason(current: Option<Current>, incoming: Incoming, decision: Decision) -> Option<String> {
+    let current = current?;
+    let (from, to) = (current.status.as_str(), incoming.status.as_str());
+    match decision {
+        Decision::Stale => Some(format!(
+            "the event ({}, {to}) is not newer than the last event applied to the transaction ({}, {from})",
+            incoming.at.to_rfc3339(),
+            current.last_event_at.to_rfc3339()
+        )),
+        Decision::Refused => Some(match current.status {
+            Status::Reversed => format!("the transaction is reversed; nothing moves it to {to}"),
+            Status::Completed => {
+                format!("the transaction is completed; it can only be reversed, not moved to {to}")
+            }
+            _ => format!("the rules do not move a transaction from {from} back to {to}"),
+        }),
+        Decision::Create | Decision::Move | Decision::Unchanged => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +218,39 @@ mod tests {
         /* failed  */ [Refused, Stale, Stale, Stale, Unchanged, Stale],
         /* reverse */ [Refused, Refused, Refused, Refused, Refused, Unchanged],
     ];
+
+    #[test]
+    fn only_stale_and_refused_events_carry_a_reason() {
+        for from in Status::ALL {
+            for to in Status::ALL {
+                for second in [9, 10, 11] {
+                    let current = Current {
+                        status: from,
+                        last_event_at: at(10),
+                    };
+                    let incoming = Incoming {
+                        status: to,
+                        at: at(second),
+                    };
+                    let decision = decide(Some(current), incoming);
+                    let why = reason(Some(current), incoming, decision);
+                    assert_eq!(
+                        why.is_some(),
+                        matches!(decision, Stale | Refused),
+                        "{from:?} -> {to:?} at {second}: {why:?}"
+                    );
+                    if let Some(why) = why {
+                        assert!(why.contains(to.as_str()), "{why}");
+                    }
+                }
+            }
+        }
+        let incoming = Incoming {
+            status: Completed,
+            at: at(1),
+        };
+        assert_eq!(reason(None, incoming, Create), None);
+    }
 
     fn check(table: &[[Decision; 6]; 6], event_second: u32) {
         for (i, current) in Status::ALL.into_iter().enumerate() {

@@ -90,6 +90,7 @@ impl PollEvent {
             delivery_id: self.request_id,
             delivery_event: None,
             delivery_timestamp: None,
+            event_timestamp: self.payload["timestamp"].as_str().map(str::to_string),
             body: self.payload.to_string(),
             source: Source::Poll,
             signature: None,

@@ -2,13 +2,11 @@
 //! its payload and history), and the replays: one event, or every dead letter. A replay puts the
 //! event back in the queue, and the worker applies it through the same rules: idempotent.
 
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-};
+use crate::http::extract::{Path, Query};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use sqlx::{FromRow, Row};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
@@ -52,19 +50,38 @@ pub(super) struct EventSummary {
     outcome: Option<String>,
     attempts: i32,
     reference: Option<String>,
+    /// The merchant's reference a dead letter's body names (applied events: see their transaction).
+    partner_reference: Option<String>,
+    /// The body's own `timestamp`, as the sender wrote it.
+    timestamp: Option<String>,
     received_at: DateTime<Utc>,
     processed_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
 }
 
 pub(super) const SUMMARY: &str = "id, provider, event_id, event_type, source, status, outcome, attempts, \
-                       reference, received_at, processed_at, last_error";
+                       reference, partner_reference, event_timestamp AS timestamp, received_at, processed_at, last_error";
 
 /// `GET /admin/events`.
 pub(super) async fn list(
     State(state): State<AppState>,
     Query(f): Query<EventFilter>,
 ) -> Result<Json<Value>> {
+    if let Some(status) = f
+        .status
+        .as_deref()
+        .filter(|s| EventStatus::parse(s).is_none())
+    {
+        return Err(Error::BadRequest(format!(
+            "`status={status}` is not a status; use one of {}",
+            EventStatus::ALL.map(EventStatus::as_str).join(", ")
+        )));
+    }
+    if let Some(source) = f.source.as_deref().filter(|s| Source::parse(s).is_none()) {
+        return Err(Error::BadRequest(format!(
+            "`source={source}` is not a source; use webhook or poll"
+        )));
+    }
     let limit = f.limit.unwrap_or(50).clamp(1, 500);
     let since = f.since.unwrap_or_else(|| Utc::now() - Duration::hours(24));
     let sql = format!(
@@ -94,12 +111,33 @@ pub(super) async fn list(
     ))
 }
 
+/// One event as `GET /admin/events/{provider}/{event_id}` shows it.
+#[derive(Serialize)]
+pub(super) struct EventView {
+    event: EventSummary,
+    /// The body as JSON, written out byte for byte as stored (`null` if it is not UTF-8).
+    payload: Option<Box<RawValue>>,
+    /// The body as text, exactly as received; absent when it is not UTF-8...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_body: Option<String>,
+    /// ...then in base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_body_base64: Option<String>,
+    raw_exact: bool,
+    signature: Option<String>,
+    key_id: Option<String>,
+    verifies_now: Option<bool>,
+    history: Value,
+    delivery: Value,
+    next_attempt_at: DateTime<Utc>,
+}
+
 /// `GET /admin/events/{provider}/{event_id}`: the event, its exact body and signature, whether it
 /// verifies now, and its history.
 pub(super) async fn one(
     State(state): State<AppState>,
     Path((provider, event_id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<EventView>> {
     let sql = format!(
         "SELECT {SUMMARY}, raw_body, raw_exact, signature, key_id, history, delivery_id, \
              delivery_event, delivery_timestamp, next_attempt_at \
@@ -110,7 +148,7 @@ pub(super) async fn one(
         .bind(&event_id)
         .fetch_optional(&state.pool)
         .await?
-        .ok_or(Error::NotFound)?;
+        .ok_or(Error::NoSuchEvent)?;
     let summary = EventSummary::from_row(&found)?;
     let text = |name: &str| found.try_get::<Option<String>, _>(name);
     let raw_body: Vec<u8> = found.try_get("raw_body")?;
@@ -134,75 +172,55 @@ pub(super) async fn one(
             received_at: summary.received_at.timestamp(),
         },
     );
-    // The payload is read from the stored bytes, not from a re-serialisation: every number comes
-    // out digit for digit as it was sent.
-    let (raw_text, payload) = match std::str::from_utf8(&raw_body) {
-        Ok(text) => (
-            Some(text),
-            serde_json::value::RawValue::from_string(text.to_string()).ok(),
-        ),
-        Err(_) => (None, None),
-    };
-    let mut body = json!({
-        "event": summary,
-        "payload": payload,
-        "raw_exact": raw_exact,
-        "signature": signature,
-        "key_id": key_id,
-        "verifies_now": verdict.verifies(),
-        "history": found.try_get::<sqlx::types::Json<Value>, _>("history")?.0,
-        "delivery": {
+    // The payload is the stored bytes, written out as they are (a `RawValue` in a struct that
+    // is serialised once): every number comes out digit for digit as it was sent. Going through
+    // a `serde_json::Value` would turn `100.00` into `100.0`.
+    let raw_text = std::str::from_utf8(&raw_body).ok().map(str::to_string);
+    let view = EventView {
+        event: summary,
+        payload: raw_text.clone().and_then(|t| RawValue::from_string(t).ok()),
+        raw_body: raw_text.clone(),
+        raw_body_base64: raw_text.is_none().then(|| BASE64.encode(&raw_body)),
+        raw_exact,
+        verifies_now: verdict.verifies(),
+        history: found.try_get::<sqlx::types::Json<Value>, _>("history")?.0,
+        delivery: json!({
             "id": text("delivery_id")?,
             "event": text("delivery_event")?,
             "timestamp": timestamp,
-        },
-        "next_attempt_at": found.try_get::<DateTime<Utc>, _>("next_attempt_at")?,
-    });
-    match raw_text {
-        Some(text) => body["raw_body"] = json!(text),
-        None => body["raw_body_base64"] = json!(BASE64.encode(&raw_body)),
-    }
-    Ok(Json(body))
+        }),
+        next_attempt_at: found.try_get("next_attempt_at")?,
+        signature,
+        key_id,
+    };
+    Ok(Json(view))
 }
 
-/// Puts events back in the queue: pending, due now, attempts reset (the history keeps them).
-const REPLAY: &str = "UPDATE webhook_events SET status = $1, outcome = NULL, attempts = 0, \
-                      next_attempt_at = now(), last_error = NULL";
-
-/// `POST /admin/events/{provider}/{event_id}/replay`.
+/// `POST /admin/events/{provider}/{event_id}/replay`: applies the event again now, through the
+/// same rules, and answers how it ended.
 pub(super) async fn replay_one(
     State(state): State<AppState>,
     Path((provider, event_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let sql =
-        format!("{REPLAY} WHERE provider = $2 AND event_id = $3 AND status <> $1 RETURNING id");
-    let replayed: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(EventStatus::Pending.as_str())
-        .bind(&provider)
-        .bind(&event_id)
-        .fetch_optional(&state.pool)
-        .await?;
-    if replayed.is_none() {
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM webhook_events WHERE provider = $1 AND event_id = $2",
-        )
-        .bind(&provider)
-        .bind(&event_id)
-        .fetch_optional(&state.pool)
-        .await?;
-        exists.ok_or(Error::NotFound)?;
-    }
-    state.wake.notify_one();
-    tracing::info!(
-        provider,
-        event_id,
-        queued = replayed.is_some(),
-        "admin: replay"
-    );
-    Ok(Json(
-        json!({ "replayed": replayed.is_some(), "already_pending": replayed.is_none() }),
-    ))
+    let replayed = state
+        .worker
+        .replay(&provider, &event_id)
+        .await?
+        .ok_or(Error::NoSuchEvent)?;
+    // Processed events answer with the rules' outcome; the others with their status.
+    let outcome = replayed.outcome.unwrap_or(replayed.status.as_str());
+    tracing::info!(provider, event_id, outcome, "admin: replay");
+    Ok(Json(json!({
+        "replayed": true,
+        "status": replayed.status.as_str(),
+        "outcome": outcome,
+        "reason": replayed.reason,
+    })))
 }
+
+/// Puts every dead letter back in the queue, due now. `attempts` is kept: it counts the history.
+const REPLAY: &str = "UPDATE webhook_events SET status = $1, outcome = NULL, \
+                      next_attempt_at = now(), last_error = NULL";
 
 /// `POST /admin/events/replay-dead`.
 pub(super) async fn replay_dead(State(state): State<AppState>) -> Result<Json<Value>> {

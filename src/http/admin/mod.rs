@@ -13,8 +13,8 @@ use axum::{
     Router,
     extract::Request,
     http::header,
-    middleware::{self, Next},
-    response::IntoResponse,
+    middleware::Next,
+    response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter, on},
 };
 use sha2::{Digest, Sha256};
@@ -97,28 +97,50 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-/// The admin routes, behind the bearer token.
-pub fn router(token: Secret) -> Router<AppState> {
-    let expected = Sha256::digest(token.expose().as_bytes());
-    ROUTES
-        .iter()
-        .fold(Router::new(), |router, route| {
-            router.route(route.path, (route.handler)(route.method.filter()))
-        })
-        .route_layer(middleware::from_fn(move |request: Request, next: Next| {
-            let expected = expected;
-            async move {
-                let presented = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(|t| Sha256::digest(t.trim().as_bytes()));
-                // Hashing both sides first makes the comparison constant-time whatever the lengths.
-                match presented {
-                    Some(p) if bool::from(p.ct_eq(&expected)) => next.run(request).await,
-                    _ => Error::Unauthorized.into_response(),
-                }
-            }
-        }))
+/// The admin routes. They sit behind [`Guard`], which the whole router wears.
+pub fn router() -> Router<AppState> {
+    ROUTES.iter().fold(Router::new(), |router, route| {
+        router.route(route.path, (route.handler)(route.method.filter()))
+    })
+}
+
+/// The bearer-token check of every path under `/admin`, run before any routing: an anonymous
+/// caller gets 401 for an admin path that does not exist, or a method it does not take, as for
+/// one that does, and so learns nothing of which admin paths exist.
+#[derive(Clone)]
+pub struct Guard {
+    /// SHA-256 of the token: hashing both sides first makes the comparison constant-time
+    /// whatever the lengths.
+    expected: [u8; 32],
+}
+
+impl Guard {
+    /// A guard for `token`.
+    pub fn new(token: &Secret) -> Self {
+        Self {
+            expected: Sha256::digest(token.expose().as_bytes()).into(),
+        }
+    }
+
+    /// Whether a path is the admin API's.
+    fn guards(path: &str) -> bool {
+        path == "/admin" || path.starts_with("/admin/")
+    }
+
+    /// The middleware: admin paths need `Authorization: Bearer <ADMIN_TOKEN>`; others pass.
+    pub async fn check(self, request: Request, next: Next) -> Response {
+        if !Self::guards(request.uri().path()) {
+            return next.run(request).await;
+        }
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Sha256::digest(t.trim().as_bytes()));
+        match presented {
+            Some(p) if bool::from(p.ct_eq(&self.expected)) => next.run(request).await,
+            _ => Error::Unauthorized.into_response(),
+        }
+    }
 }

@@ -1,10 +1,8 @@
 //! `GET /admin/stats`: counts and processing times of the events received in a window, per
 //! provider, type and status, and in total.
 
-use axum::{
-    Json,
-    extract::{Query, State},
-};
+use crate::http::extract::Query;
+use axum::{Json, extract::State};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -2,12 +2,8 @@
 //! with its events, its status changes and their forwarding, and where reconciliation stands.
 //! `POST /admin/transactions`: an expected debit, announced before any webhook.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::{Query, State},
-    http::StatusCode,
-};
+use crate::http::extract::Query;
+use axum::{Json, body::Bytes, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -104,12 +100,18 @@ pub(super) async fn lookup(
     ?;
     let mut found = Vec::with_capacity(rows.len());
     for row in rows {
+        // Its events, and the dead letters that name only its partner reference.
         let sql = format!(
-            "SELECT {SUMMARY} FROM webhook_events WHERE provider = $1 AND reference = $2 ORDER BY id"
+            "SELECT {SUMMARY} FROM webhook_events WHERE provider = $1 AND reference = $2 \
+             UNION ALL \
+             SELECT {SUMMARY} FROM webhook_events \
+             WHERE partner_reference = $3 AND provider = $1 AND reference IS NULL \
+             ORDER BY id"
         );
         let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&row.provider)
             .bind(&row.reference)
+            .bind(&row.partner_reference)
             .fetch_all(&state.pool)
             .await?;
         let changes: Vec<ChangeRow> = sqlx::query_as(
@@ -138,9 +140,26 @@ pub(super) async fn lookup(
         }));
     }
     if found.is_empty() {
-        return Err(Error::NotFound);
+        // No transaction, but maybe events that name it and could not create it (dead letters):
+        // they explain why there is none.
+        let sql = format!(
+            "SELECT {SUMMARY} FROM webhook_events \
+             WHERE (($1::text IS NOT NULL AND reference = $1 AND ($2::text IS NULL OR provider = $2)) \
+                 OR ($3::text IS NOT NULL AND partner_reference = $3)) \
+             ORDER BY id LIMIT 100"
+        );
+        let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&q.reference)
+            .bind(&q.provider)
+            .bind(&q.partner_reference)
+            .fetch_all(&state.pool)
+            .await?;
+        if events.is_empty() {
+            return Err(Error::NoSuchTransaction);
+        }
+        return Ok(Json(json!({ "transactions": [], "events": events })));
     }
-    Ok(Json(json!({ "transactions": found })))
+    Ok(Json(json!({ "transactions": found, "events": [] })))
 }
 
 /// The body of `POST /admin/transactions`.

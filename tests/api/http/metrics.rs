@@ -55,3 +55,72 @@ async fn metrics_count_deliveries_processing_and_describe_the_database() {
         );
     }
 }
+
+/// Every metric the shipped dashboard and alert rules query, as written there (`_bucket` and
+/// `_count` included: those are the series Prometheus stores).
+fn metrics_the_deploy_files_query() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut files = vec![root.join("prometheus/alerts.yml")];
+    for entry in std::fs::read_dir(root.join("grafana/dashboards")).expect("dashboards") {
+        files.push(entry.expect("entry").path());
+    }
+    let mut names = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a deploy file");
+        for (start, _) in text.match_indices("fluid_webhooks_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_service_exposes_every_metric_the_dashboard_and_alerts_query() {
+    // A child process: its metrics registry is new, unlike this test process's, which every
+    // other test has written to.
+    let database = crate::helpers::test_database().await;
+    let service = crate::child::Service::start(&[("DATABASE_URL", &database)], None).await;
+    let text = reqwest::get(format!("{}/metrics", service.address))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let wanted = metrics_the_deploy_files_query();
+    assert!(wanted.len() >= 15, "the deploy files were read: {wanted:?}");
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|name| {
+            !text.lines().any(|line| {
+                line.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing before any delivery: {missing:?}\n{text}"
+    );
+    for name in wanted.iter().filter(|n| n.ends_with("_total")) {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has help text"
+        );
+    }
+    // The counter the processing-failure alert watches starts at 0 for the configured provider.
+    assert_eq!(
+        sample(
+            &text,
+            r#"fluid_webhooks_processing_failures_total{provider="fluid"}"#
+        ),
+        0.0
+    );
+    service.terminate().await;
+}

@@ -3,4 +3,5 @@
 mod admin;
 mod limits;
 mod metrics;
+mod on_call;
 mod webhooks;

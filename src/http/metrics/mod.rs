@@ -33,6 +33,10 @@ use std::{
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+mod catalogue;
+
+pub use catalogue::register;
+
 use super::AppState;
 use crate::{apply::transactions::rules::Status, store::rows::EventStatus};
 
@@ -68,6 +72,7 @@ pub fn install() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("another metrics recorder is installed; /metrics will be empty");
             }
+            catalogue::describe();
             handle
         })
         .clone()

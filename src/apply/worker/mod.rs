@@ -7,18 +7,20 @@
 //! own savepoint, so one bad event is retried with exponential backoff (then parked as `dead`)
 //! without holding back the others.
 
+mod finished;
+
 use std::{
-    collections::HashMap,
     sync::{Arc, LazyLock},
     time::Instant,
 };
 
-use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use serde::Deserialize;
+
+use finished::{Claimed, Finished, record, report};
 
 use super::{
     mapping::{self, Meaning, StoredEvent},
@@ -107,52 +109,19 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A claimed row of `webhook_events`.
-#[derive(sqlx::FromRow)]
-struct Claimed {
-    id: i64,
-    provider: String,
-    event_id: String,
-    event_type: String,
-    /// The body as received (for rows stored before bodies were kept as bytes, its jsonb text).
-    raw_body: Vec<u8>,
-    received_at: DateTime<Utc>,
-    attempts: i32,
-}
+/// Takes one event for an admin's replay, whatever its status; waits for a worker holding it.
+const REPLAY_CLAIM: &str = "SELECT id, provider, event_id, event_type, raw_body, received_at, attempts \
+                            FROM webhook_events WHERE provider = $1 AND event_id = $2 FOR UPDATE";
 
-/// How one event ended in this batch, written back in one statement.
-struct Finished {
-    /// The event's key: (`provider`, `event_id`) is the primary key of `webhook_events`.
-    provider: String,
-    event_id: String,
-    status: EventStatus,
-    outcome: Option<&'static str>,
-    error: Option<String>,
-    retry_in_ms: Option<i64>,
-    /// The transaction the event is about, when it is a transaction event.
-    reference: Option<String>,
-    /// Applied with another amount or currency than the merchant expected.
-    amount_mismatch: bool,
-}
-
-impl Finished {
-    fn new(
-        event: &Claimed,
-        status: EventStatus,
-        outcome: Option<&'static str>,
-        error: Option<String>,
-    ) -> Self {
-        Self {
-            provider: event.provider.clone(),
-            event_id: event.event_id.clone(),
-            status,
-            outcome,
-            error,
-            retry_in_ms: None,
-            reference: None,
-            amount_mismatch: false,
-        }
-    }
+/// How a replayed event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Its status now: `processed`, `ignored`, `dead`, or `pending` (failed, retried later).
+    pub status: EventStatus,
+    /// The rules' outcome when it was processed: applied, unchanged, stale or refused.
+    pub outcome: Option<&'static str>,
+    /// Why: the rules' reason for stale and refused, the error for dead and pending.
+    pub reason: Option<String>,
 }
 
 /// Applies stored events until told to stop.
@@ -228,14 +197,52 @@ impl Worker {
             .bind(self.settings.batch_size)
             .fetch_all(&mut *tx)
             .await?;
-        let count = claimed.len();
-        if count == 0 {
+        if claimed.is_empty() {
             return Ok(0);
         }
+        let finished = self.process(&mut tx, &claimed).await?;
+        tx.commit().await?;
+        report(&claimed, &finished, started);
+        Ok(claimed.len())
+    }
 
-        let mut finished = Vec::with_capacity(count);
-        let mut ready: Vec<(Prepared, &Claimed)> = Vec::with_capacity(count);
-        for event in &claimed {
+    /// Applies one stored event again now, whatever its status, through the same rules (an
+    /// admin's replay: idempotent), and says how it ended; `None` when there is no such event.
+    pub async fn replay(
+        &self,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Option<Replayed>, sqlx::Error> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let Some(claimed) = sqlx::query_as::<_, Claimed>(REPLAY_CLAIM)
+            .bind(provider)
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let claimed = [claimed];
+        let finished = self.process(&mut tx, &claimed).await?;
+        tx.commit().await?;
+        report(&claimed, &finished, started);
+        Ok(finished.into_iter().next().map(|f| Replayed {
+            status: f.status,
+            outcome: f.outcome,
+            reason: f.reason.or(f.error),
+        }))
+    }
+
+    /// Applies claimed events in the caller's transaction and records how each ended.
+    async fn process(
+        &self,
+        tx: &mut PgConnection,
+        claimed: &[Claimed],
+    ) -> Result<Vec<Finished>, sqlx::Error> {
+        let mut finished = Vec::with_capacity(claimed.len());
+        let mut ready: Vec<(Prepared, &Claimed)> = Vec::with_capacity(claimed.len());
+        for event in claimed {
             // The inbox stores only verified UTF-8; anything else was written behind its back.
             let Ok(payload) = std::str::from_utf8(&event.raw_body) else {
                 finished.push(Finished::new(
@@ -253,17 +260,26 @@ impl Worker {
                 payload,
                 received_at: event.received_at,
             };
-            match mapping::interpret(self.providers.get(&event.provider), stored) {
+            let provider = self.providers.get(&event.provider);
+            match mapping::interpret(provider, stored) {
                 Meaning::Apply(p) => ready.push((*p, event)),
                 Meaning::Ignore => {
                     finished.push(Finished::new(event, EventStatus::Ignored, None, None))
                 }
-                Meaning::Invalid(e) => finished.push(Finished::new(
-                    event,
-                    EventStatus::Dead,
-                    None,
-                    Some(format!("invalid payload: {e}")),
-                )),
+                Meaning::Invalid(e) => {
+                    // It can never be applied, but it still shows with the transaction it names.
+                    let names = mapping::names(provider, payload);
+                    finished.push(Finished {
+                        reference: names.reference,
+                        partner_reference: names.partner_reference,
+                        ..Finished::new(
+                            event,
+                            EventStatus::Dead,
+                            None,
+                            Some(format!("invalid payload: {e}")),
+                        )
+                    })
+                }
             }
         }
         // Each transaction's events in the order they happened (then arrived): fewer stale
@@ -272,60 +288,9 @@ impl Worker {
             (&a.provider, &a.reference, a.at, ca.id).cmp(&(&b.provider, &b.reference, b.at, cb.id))
         });
         let (events, claims): (Vec<Prepared>, Vec<&Claimed>) = ready.into_iter().unzip();
-        finished.extend(self.apply_all(&mut tx, &events, &claims).await?);
-
-        record(&mut tx, &finished).await?;
-        tx.commit().await?;
-        let batch_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let now = Utc::now();
-        let by_id: HashMap<(&str, &str), &Claimed> = claimed
-            .iter()
-            .map(|c| ((c.provider.as_str(), c.event_id.as_str()), c))
-            .collect();
-        for (done, event) in finished.iter().filter_map(|f| {
-            by_id
-                .get(&(f.provider.as_str(), f.event_id.as_str()))
-                .map(|c| (f, c))
-        }) {
-            macro_rules! processed {
-                ($level:ident) => {
-                    tracing::$level!(
-                        provider = %event.provider,
-                        event_id = %event.event_id,
-                        event_type = %event.event_type,
-                        status = done.status.as_str(),
-                        outcome = done.outcome.unwrap_or("-"),
-                        attempt = event.attempts + 1,
-                        error = done.error.as_deref().unwrap_or(""),
-                        amount_mismatch = done.amount_mismatch,
-                        lag_ms = (now - event.received_at).num_milliseconds(),
-                        batch_ms,
-                        "event processed"
-                    )
-                };
-            }
-            let provider = event.provider.clone();
-            if done.amount_mismatch {
-                // Applied as FLUID says, but not what the merchant initiated: someone must look.
-                processed!(warn);
-                metrics::counter!("fluid_webhooks_amount_mismatches_total", "provider" => provider.clone())
-                    .increment(1);
-            } else {
-                processed!(info);
-            }
-            let outcome = done.outcome.unwrap_or("-");
-            metrics::counter!("fluid_webhooks_processed_total", "provider" => provider.clone(), "status" => done.status.as_str(), "outcome" => outcome)
-                .increment(1);
-            if done.error.is_some() {
-                metrics::counter!("fluid_webhooks_processing_failures_total", "provider" => provider.clone()).increment(1);
-            }
-            if done.status != EventStatus::Pending {
-                let lag = (now - event.received_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                metrics::histogram!("fluid_webhooks_processing_seconds", "provider" => provider)
-                    .record(lag.max(0.0));
-            }
-        }
-        Ok(count)
+        finished.extend(self.apply_all(tx, &events, &claims).await?);
+        record(tx, &finished).await?;
+        Ok(finished)
     }
 
     /// Applies the whole batch at once; if the database refuses that, applies the events one by
@@ -339,6 +304,7 @@ impl Worker {
         let processed = |claim: &Claimed, event: &Prepared, applied: Applied| Finished {
             reference: Some(event.reference.clone()),
             amount_mismatch: applied.amount_mismatch,
+            reason: applied.reason,
             ..Finished::new(
                 claim,
                 EventStatus::Processed,
@@ -415,45 +381,4 @@ impl Worker {
             ..Finished::new(claim, EventStatus::Pending, None, Some(error))
         }
     }
-}
-
-/// Writes every event's outcome in one statement, and appends the attempt to its history.
-async fn record(tx: &mut PgConnection, finished: &[Finished]) -> Result<(), sqlx::Error> {
-    let providers: Vec<&str> = finished.iter().map(|f| f.provider.as_str()).collect();
-    let ids: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
-    let statuses: Vec<&str> = finished.iter().map(|f| f.status.as_str()).collect();
-    let done: Vec<bool> = finished
-        .iter()
-        .map(|f| f.status != EventStatus::Pending)
-        .collect();
-    let outcomes: Vec<Option<&str>> = finished.iter().map(|f| f.outcome).collect();
-    let errors: Vec<Option<&str>> = finished.iter().map(|f| f.error.as_deref()).collect();
-    let retries: Vec<Option<i64>> = finished.iter().map(|f| f.retry_in_ms).collect();
-    let references: Vec<Option<&str>> = finished.iter().map(|f| f.reference.as_deref()).collect();
-    sqlx::query(
-        "UPDATE webhook_events AS e SET \
-             status = f.status, outcome = f.outcome, last_error = f.error, \
-             attempts = e.attempts + 1, \
-             next_attempt_at = CASE WHEN f.retry_in_ms IS NULL THEN e.next_attempt_at \
-                                    ELSE now() + f.retry_in_ms * interval '1 millisecond' END, \
-             processed_at = CASE WHEN f.done THEN now() END, \
-             reference = COALESCE(f.reference, e.reference), \
-             history = e.history || jsonb_build_array(jsonb_build_object( \
-                 'at', now(), 'status', f.status, 'outcome', f.outcome, 'error', f.error)) \
-         FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[], \
-                     $8::bool[]) \
-             AS f(provider, event_id, status, outcome, error, retry_in_ms, reference, done) \
-         WHERE e.provider = f.provider AND e.event_id = f.event_id",
-    )
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&outcomes)
-    .bind(&errors)
-    .bind(&retries)
-    .bind(&providers)
-    .bind(&references)
-    .bind(&done)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
