@@ -10,6 +10,7 @@ use super::{
     AppState,
     error::{Error, Result},
 };
+use crate::store::{connect, database::is_unreachable};
 
 /// The health routes.
 pub fn router() -> Router<AppState> {
@@ -26,6 +27,15 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     let ping = sqlx::query("SELECT 1").execute(&state.pool);
     match tokio::time::timeout(Duration::from_secs(3).min(state.ingest_timeout), ping).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
+        // The pool only says it timed out; one direct connection says why (host, port, cause).
+        Ok(Err(e)) if is_unreachable(&e) => {
+            let options = state.pool.connect_options();
+            let why = match connect::probe(&options, Duration::from_secs(2)).await {
+                Err(problem) => problem.message,
+                Ok(()) => e.to_string(),
+            };
+            Err(Error::Unavailable(anyhow::anyhow!(why)))
+        }
         Ok(Err(e)) => Err(Error::Unavailable(e.into())),
         Err(_) => Err(Error::Unavailable(anyhow::anyhow!(
             "database did not answer in time"

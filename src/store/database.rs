@@ -1,17 +1,17 @@
 //! The connection pool, the embedded migrations, and how a database failure is sorted: the data
 //! was refused, the database cannot be reached, or something else (a bug).
 
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use serde::Deserialize;
 use sqlx::{
     PgPool,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    postgres::{PgListener, PgPoolOptions},
 };
 
-use super::embedded_postgres::EmbeddedPostgres;
+use super::{connect, embedded_postgres::EmbeddedPostgres};
 use crate::secret::Secret;
 
 /// The migrations in `migrations/`, compiled into the binary.
@@ -97,8 +97,7 @@ impl Database {
 /// up at that moment; requests get 503 while it is away.
 pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     // The URL may hold a password: the error names the variable, never the value.
-    let options = PgConnectOptions::from_str(url.expose())
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?
+    let options = connect::options(url)?
         .application_name("fluid-webhooks")
         .options([(
             "statement_timeout",
@@ -114,9 +113,22 @@ pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool>
 }
 
 /// Applies pending migrations, trying again until `timeout` while the database is not reachable.
-/// Replicas starting together are safe: sqlx holds an advisory lock while it migrates.
+/// Replicas starting together are safe: sqlx holds an advisory lock while it migrates. A cause
+/// that waiting cannot cure (a wrong password, an unknown host) ends it at once, and every
+/// message says what failed: host, port, user and cause.
 pub async fn migrate(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let options = pool.connect_options();
+    loop {
+        match connect::probe(&options, Duration::from_secs(5)).await {
+            Ok(()) => break,
+            Err(problem) if problem.passing && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %problem, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(problem) => anyhow::bail!(problem),
+        }
+    }
     loop {
         match MIGRATOR.run(pool).await {
             Ok(()) => return Ok(()),

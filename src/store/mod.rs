@@ -1,6 +1,7 @@
-//! PostgreSQL, below every stage: the pool and migrations, how a sqlx error is sorted, the
-//! embedded server, the names states are stored under, and retention.
+//! PostgreSQL, below every stage: the pool and migrations, how a sqlx error is sorted, what a
+//! failed connection means, the embedded server, the names states are stored under, and retention.
 
+pub mod connect;
 pub mod database;
 pub mod embedded_postgres;
 pub mod retention;

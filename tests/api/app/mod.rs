@@ -2,4 +2,5 @@
 //! start-up errors, migrate).
 
 mod cli;
+mod database_errors;
 mod processes;
