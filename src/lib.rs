@@ -26,7 +26,8 @@
 //!   [`store::embedded_postgres`] (the private server used when `DATABASE_URL` is unset),
 //!   [`store::rows`] (the names states are stored under) and [`store::retention`].
 //! - Small shared pieces: [`secret`] (values never printed), [`backoff`] (retry delays and
-//!   leases) and [`config_error`] (the error a settings section reports).
+//!   leases), [`networks`] (lists of networks in settings) and [`config_error`] (the error a
+//!   settings section reports).
 
 pub mod app;
 pub mod apply;
@@ -35,6 +36,7 @@ pub mod config_error;
 pub mod follow_up;
 pub mod http;
 pub mod intake;
+pub mod networks;
 pub mod secret;
 pub mod store;
 

@@ -2,7 +2,7 @@
 //! imports run one way, down this list:
 //!
 //! ```text
-//! app -> http -> follow_up -> apply -> intake -> store -> shared pieces (secret, backoff, config_error)
+//! app -> http -> follow_up -> apply -> intake -> store -> shared pieces (secret, backoff, networks, config_error)
 //! ```
 //!
 //! A later stage may read an earlier one's types (the worker reads what the inbox stored); an
@@ -19,7 +19,7 @@ use std::{
 /// The top-level folders, from the top; a folder may import only those after it.
 const LAYERS: &[&str] = &["app", "http", "follow_up", "apply", "intake", "store"];
 /// The small shared pieces at the bottom (files of `src/` itself).
-const SHARED: &[&str] = &["secret", "backoff", "config_error"];
+const SHARED: &[&str] = &["secret", "backoff", "networks", "config_error"];
 /// Folders that must not know the web framework.
 const NO_AXUM: &[&str] = &["follow_up", "apply", "intake", "store"];
 /// What the pure state rules must not mention.

@@ -37,6 +37,7 @@ pub struct LimitSettings {
     /// Time a client has to send the body; slower, 408.
     pub body_timeout_ms: u64,
     /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    #[serde(deserialize_with = "crate::networks::list")]
     pub trusted_proxies: Vec<IpNet>,
     /// Refuse webhook requests that did not reach the proxy over HTTPS.
     pub require_https: bool,

@@ -34,6 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook receiver (the default).
+    #[command(after_help = CONTRACT_VARIABLES)]
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
@@ -61,6 +62,25 @@ pub enum Command {
     /// any fails.
     VerifyStored(VerifyArgs),
 }
+
+/// The variables `serve` reads, listed by `serve --help`. These names are a contract: scripts and
+/// deployments depend on them.
+const CONTRACT_VARIABLES: &str = "\
+Environment:
+  FLUID_WEBHOOK_SECRET           the webhook secret FLUID signs with (required)
+  FLUID_WEBHOOK_SECRET_PREVIOUS  the secret before a rotation, accepted too until removed
+  DATABASE_URL                   postgres://user:password@host:5432/db; unset: an embedded
+                                 PostgreSQL in ./.data (see `fluid-webhooks database-url`)
+  FLUID_ENV                      sandbox (default) or production: FLUID's API URL and log format
+  PORT, HOST                     where to listen (default 3000 on 127.0.0.1)
+  ADMIN_TOKEN                    turns on the admin API under /admin (Bearer token)
+  FLUID_API_KEY                  turns on reconciliation: polling FLUID for non-final transactions
+  FORWARD_SECRET                 signs status changes POSTed to forward.url (whsec_...)
+  RUST_LOG                       log filter, e.g. info or fluid_webhooks=debug
+  FLUID_WEBHOOKS_<SECTION>__<KEY>  any key of config/default.toml, e.g.
+                                 FLUID_WEBHOOKS_WORKER__BATCH_SIZE=200; lists comma-separated:
+                                 FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES=127.0.0.1/32,10.0.0.0/8
+  FLUID_WEBHOOKS_CONFIG_DIR      where config/*.toml are read from (default ./config)";
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

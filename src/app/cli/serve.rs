@@ -36,11 +36,30 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 async fn serve_on(settings: &Settings, database: &Database) -> anyhow::Result<()> {
     let pool = database.migrated_pool(&settings.database).await?;
     let app = Application::build(settings.clone(), pool.clone()).await?;
+    let providers = settings.providers()?;
+    let limits = &settings.limits;
+    // One line that says what is on, so the operator need not read the configuration.
     tracing::info!(
         address = %app.local_addr()?,
         env = settings.env.name(),
+        providers = providers.names().join(","),
         worker = settings.worker.enabled,
-        "fluid-webhooks listening; POST /webhooks/fluid"
+        admin_api = settings.admin_token.is_some(),
+        console = false,
+        reconciliation = settings.worker.enabled && settings.fluid_api_key.is_some(),
+        forwarding = settings.worker.enabled && settings.forward.url.is_some() && settings.forward_secret.is_some(),
+        limits = format!(
+            "{}, {} in flight, {} trusted proxies, https {}",
+            if limits.rate_per_second > 0.0 {
+                format!("{} req/s per client (burst {})", limits.rate_per_second, limits.burst)
+            } else {
+                "no rate limit".to_string()
+            },
+            limits.max_concurrent_requests,
+            limits.trusted_proxies.len(),
+            if limits.require_https { "required" } else { "not required" }
+        ),
+        "fluid-webhooks listening; POST /webhooks/<provider>"
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -119,7 +119,7 @@ struct FileSettings {
     limits: LimitSettings,
     reconciliation: ReconciliationSettings,
     forward: ForwardSettings,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::networks::table")]
     allow_ips: BTreeMap<String, Vec<IpNet>>,
     #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
@@ -290,6 +290,44 @@ mod tests {
         assert_eq!(s.worker.batch_size, 7);
         assert!(!s.worker.enabled);
         assert_eq!(s.log.format, LogFormat::Json, "production overlay applies");
+    }
+
+    #[test]
+    fn lists_come_from_the_environment_comma_separated() {
+        let s = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            (
+                "FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES",
+                "127.0.0.1/32,10.0.0.0/8",
+            ),
+            (
+                "FLUID_WEBHOOKS_ALLOW_IPS__FLUID",
+                "203.0.113.7, 198.51.100.0/24",
+            ),
+        ]))
+        .expect("valid");
+        let text = |nets: &[ipnet::IpNet]| nets.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            text(&s.limits.trusted_proxies),
+            ["127.0.0.1/32", "10.0.0.0/8"]
+        );
+        assert_eq!(
+            text(&s.allow_ips["fluid"]),
+            ["203.0.113.7/32", "198.51.100.0/24"]
+        );
+        let err = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            (
+                "FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES",
+                "127.0.0.1/32;10.0.0.0/8",
+            ),
+        ]))
+        .expect_err("not a list");
+        let err = err.to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("CIDR block (10.0.0.0/8)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -129,3 +129,71 @@ async fn send_with_the_wrong_secret_reports_the_401_and_fails() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("401"));
     assert_eq!(app.event_count().await, 0);
 }
+
+#[tokio::test]
+async fn serve_help_lists_the_contract_variables() {
+    let output = command(&[])
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .expect("runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{help}");
+    for name in [
+        "FLUID_WEBHOOK_SECRET",
+        "FLUID_WEBHOOK_SECRET_PREVIOUS",
+        "DATABASE_URL",
+        "FLUID_ENV",
+        "PORT",
+        "HOST",
+        "ADMIN_TOKEN",
+        "FLUID_API_KEY",
+        "FORWARD_SECRET",
+        "RUST_LOG",
+        "FLUID_WEBHOOKS_<SECTION>__<KEY>",
+        "FLUID_WEBHOOKS_CONFIG_DIR",
+    ] {
+        assert!(help.contains(name), "{name} in:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_line_says_what_is_on() {
+    let database = crate::helpers::test_database().await;
+    let service = crate::child::Service::start(
+        &[
+            ("DATABASE_URL", &database),
+            ("ADMIN_TOKEN", "start-up-line-token"),
+            (
+                "FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES",
+                "127.0.0.1/32,10.0.0.0/8",
+            ),
+        ],
+        None,
+    )
+    .await;
+    let logs = service.logs();
+    let line: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["address"].is_string())
+        .expect("the listening line");
+    let fields = &line["fields"];
+    let fields = if fields.is_object() { fields } else { &line };
+    assert_eq!(fields["providers"], "fluid", "{line}");
+    assert_eq!(fields["admin_api"], true, "{line}");
+    assert_eq!(fields["console"], false, "{line}");
+    assert_eq!(fields["reconciliation"], false, "{line}");
+    assert_eq!(fields["forwarding"], false, "{line}");
+    assert!(
+        fields["limits"]
+            .as_str()
+            .is_some_and(|l| l.contains("2 trusted proxies") && l.contains("in flight")),
+        "{line}"
+    );
+    assert!(
+        !logs.contains("start-up-line-token"),
+        "the token never shows"
+    );
+    service.terminate().await;
+}
