@@ -27,12 +27,18 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `server.host:server.port` (port 0 picks a free port).
+    /// Binds `server.host:server.port` (port 0 picks a free port) and builds the service.
     pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("listening on {address}"))?;
+        let listener = bind(&settings).await?;
+        Self::build_on(listener, settings, pool)
+    }
+
+    /// Builds the service on a port already bound ([`bind`]).
+    pub fn build_on(
+        listener: TcpListener,
+        settings: Settings,
+        pool: PgPool,
+    ) -> anyhow::Result<Self> {
         metrics::install();
         let providers = Arc::new(settings.providers()?);
         metrics::register(&providers);
@@ -136,6 +142,15 @@ impl Application {
         .await;
         served.context("server task")
     }
+}
+
+/// Binds `server.host:server.port`. `serve` does this before it touches the database, so a port
+/// already taken (a second `serve` in the same folder) fails at once and changes nothing.
+pub async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let address = format!("{}:{}", settings.server.host, settings.server.port);
+    TcpListener::bind(&address).await.with_context(|| {
+        format!("listening on {address} (is another fluid-webhooks, or another program, using it? set PORT)")
+    })
 }
 
 /// Waits for every task of `set`, at most `grace`; then logs `late` and leaves them.

@@ -84,7 +84,17 @@ impl Database {
         Ok(pool)
     }
 
-    /// Stops the embedded server, if this opened one.
+    /// Its URL (holds the password).
+    pub fn url(&self) -> &Secret {
+        &self.url
+    }
+
+    /// Whether it is the embedded server.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Leaves the embedded server, if this opened one: stopped when no other process uses it.
     pub async fn close(self) -> anyhow::Result<()> {
         match self.embedded {
             Some(pg) => pg.stop().await,

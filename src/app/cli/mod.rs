@@ -1,10 +1,12 @@
 //! The command line, one file per subcommand: [`serve`] (the default), [`migrate`], the helpers
 //! for signed curl and testing, [`sign`] and [`send`], the container's [`healthcheck`], the
-//! merchant's [`expect`] and the auditor's [`verify_stored`].
+//! merchant's [`expect`], the auditor's [`verify_stored`], and [`psql`] (with `database-url`) for
+//! a person looking at the database.
 
 pub mod expect;
 pub mod healthcheck;
 pub mod migrate;
+pub mod psql;
 pub mod send;
 pub mod serve;
 pub mod sign;
@@ -61,6 +63,19 @@ pub enum Command {
     /// Check every stored delivery's signature again with the keys configured now; exits 1 when
     /// any fails.
     VerifyStored(VerifyArgs),
+    /// Open psql on the service's database (embedded or DATABASE_URL); the password goes through
+    /// the environment, never the command line. Arguments after `--` go to psql.
+    Psql {
+        /// Passed to psql, e.g. `-- -c 'SELECT count(*) FROM webhook_events'`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print the service's database URL (embedded or DATABASE_URL), the password as ****.
+    DatabaseUrl {
+        /// Print the password too.
+        #[arg(long)]
+        show_password: bool,
+    },
 }
 
 /// The variables `serve` reads, listed by `serve --help`. These names are a contract: scripts and
@@ -92,6 +107,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url } => healthcheck::run(url).await,
         Command::Expect(args) => expect::run(args).await,
         Command::VerifyStored(args) => verify_stored::run(args).await,
+        Command::Psql { args } => {
+            let status = psql::psql(args).await?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("psql exited with {status}"))
+            }
+        }
+        Command::DatabaseUrl { show_password } => psql::database_url(show_password).await,
     }
 }
 

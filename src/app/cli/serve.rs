@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     app::{
         config::Settings,
-        startup::{Application, cancel_on_signal},
+        startup::{self, Application, cancel_on_signal},
         telemetry,
     },
     store::database::Database,
@@ -22,8 +22,10 @@ pub async fn run() -> anyhow::Result<()> {
 /// `fluid-webhooks serve`: the database (embedded if `DATABASE_URL` is unset), migrations, then
 /// the application until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // The port first: a port already taken fails before the database is touched.
+    let listener = startup::bind(&settings).await?;
     let database = Database::open(settings.database_url.as_ref(), &settings.database).await?;
-    let result = serve_on(&settings, &database).await;
+    let result = serve_on(listener, &settings, &database).await;
     if let Err(e) = database.close().await {
         tracing::warn!(
             error = format!("{e:#}"),
@@ -33,9 +35,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-async fn serve_on(settings: &Settings, database: &Database) -> anyhow::Result<()> {
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    settings: &Settings,
+    database: &Database,
+) -> anyhow::Result<()> {
     let pool = database.migrated_pool(&settings.database).await?;
-    let app = Application::build(settings.clone(), pool.clone()).await?;
+    let app = Application::build_on(listener, settings.clone(), pool.clone())?;
     let providers = settings.providers()?;
     let limits = &settings.limits;
     // One line that says what is on, so the operator need not read the configuration.

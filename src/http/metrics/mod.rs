@@ -97,10 +97,8 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
         }
         due
     };
-    if due {
-        if let Err(e) = read_database_gauges(&state).await {
-            tracing::warn!(error = %e, "metrics: database gauges not refreshed");
-        }
+    if due && let Err(e) = read_database_gauges(&state).await {
+        tracing::warn!(error = %e, "metrics: database gauges not refreshed");
     }
     let size = state.pool.size();
     let idle = u32::try_from(state.pool.num_idle()).unwrap_or(u32::MAX);

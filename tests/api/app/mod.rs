@@ -3,4 +3,5 @@
 
 mod cli;
 mod database_errors;
+mod embedded;
 mod processes;

@@ -3,7 +3,12 @@
 //! and stops it on exit. It listens on 127.0.0.1 only, on a free port, with a generated password.
 //!
 //! PostgreSQL refuses to run as root, so as root the server runs as the `postgres` OS user, which
-//! must be able to reach the data folder.
+//! must be able to reach the data folder ([`access`] checks that before creating anything).
+//! Several processes may use one server ([`users`]): the first starts it, the last one to leave
+//! stops it.
+
+mod access;
+mod users;
 
 use std::{
     net::TcpListener,
@@ -18,6 +23,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::process::Command;
 
 use crate::secret::Secret;
+use users::{Turn, Users};
 
 /// The database the service uses inside the embedded server.
 pub const DATABASE: &str = "fluid_webhooks";
@@ -30,6 +36,8 @@ pub struct EmbeddedPostgres {
     run_as: Option<User>,
     port: u16,
     password: Secret,
+    /// This process's shared hold on the server: it is not stopped while another process uses it.
+    users: Users,
 }
 
 impl EmbeddedPostgres {
@@ -53,12 +61,21 @@ impl EmbeddedPostgres {
             None
         };
         let data_dir = std::path::absolute(data_dir).context("resolving the data folder")?;
+        access::check(&data_dir, run_as.as_ref())?;
+        if let Some(parent) = data_dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        // Starting happens in turn: no other process starts or stops it meanwhile.
+        let turn = Turn::take(&data_dir).await?;
+        let users = Users::join(&data_dir, &turn)?;
         let mut server = Self {
             data_dir,
             bin_dir,
             run_as,
             port: 0,
             password: Secret::new(""),
+            users,
         };
         if !server.data_dir.join("PG_VERSION").exists() {
             server.init().await?;
@@ -68,15 +85,80 @@ impl EmbeddedPostgres {
                 .with_context(|| format!("reading {}", server.password_file().display()))?
                 .trim(),
         );
-        server.port = match server.running_port().await {
-            Some(port) => {
-                tracing::info!(data_dir = %server.data_dir.display(), port, "reusing the embedded PostgreSQL left running");
-                port
-            }
-            None => server.launch().await?,
-        };
+        server.port = server.running_or_started().await?;
         server.ensure_database(DATABASE).await?;
+        drop(turn);
         Ok(server)
+    }
+
+    /// The port of the server on this data folder: one that is running and answers (started by
+    /// another process, or left by a killed one), else a new one. A server that is running but
+    /// does not answer is shutting down or starting: it is waited for, not reused.
+    async fn running_or_started(&self) -> anyhow::Result<u16> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.running_port().await {
+                Some(port) if self.answers(port).await => {
+                    tracing::info!(
+                        data_dir = %self.data_dir.display(),
+                        port,
+                        "using the embedded PostgreSQL already running (another process uses it, or a killed one left it)"
+                    );
+                    return Ok(port);
+                }
+                Some(port) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(
+                        port,
+                        "the embedded PostgreSQL is running but does not answer yet"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Some(port) => bail!(
+                    "the embedded PostgreSQL in {} runs on port {port} but has not answered for 60 s; \
+                     look at its log {}/server.log, or stop it with `pg_ctl stop -D {}`",
+                    self.data_dir.display(),
+                    self.data_dir.display(),
+                    self.data_dir.display()
+                ),
+                None => return self.launch_retrying().await,
+            }
+        }
+    }
+
+    /// Whether the server on `port` accepts a connection now.
+    async fn answers(&self, port: u16) -> bool {
+        let url = format!(
+            "postgres://postgres:{}@127.0.0.1:{port}/postgres",
+            self.password.expose()
+        );
+        let connect = PgConnection::connect(&url);
+        match tokio::time::timeout(Duration::from_secs(3), connect).await {
+            Ok(Ok(conn)) => {
+                conn.close().await.ok();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts the server; after a `kill -9` its old processes may hold the shared memory for a
+    /// moment, so a failed start is tried again twice.
+    async fn launch_retrying(&self) -> anyhow::Result<u16> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.launch().await {
+                Ok(port) => return Ok(port),
+                Err(e) if tries < 3 => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "the embedded PostgreSQL did not start; trying again"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The URL of a database on this server (holds the password, hence a `Secret`).
@@ -113,9 +195,18 @@ impl EmbeddedPostgres {
         self.run_as.as_ref().map(|u| u.name.as_str())
     }
 
-    /// Stops the server (fast shutdown: open sessions are ended, data is flushed).
+    /// Leaves the server: stops it (fast shutdown: open sessions are ended, data is flushed) when
+    /// no other process uses it, else leaves it running for them.
     pub async fn stop(&self) -> anyhow::Result<()> {
         let data_dir = self.data_dir.display().to_string();
+        let (_turn, last) = self.users.leave().await?;
+        if !last {
+            tracing::info!(
+                data_dir,
+                "embedded PostgreSQL left running: another process uses it"
+            );
+            return Ok(());
+        }
         self.run(
             "pg_ctl",
             &["stop", "-D", &data_dir, "-m", "fast", "-w", "-t", "60"],
@@ -148,10 +239,6 @@ impl EmbeddedPostgres {
     }
 
     async fn init(&self) -> anyhow::Result<()> {
-        if let Some(parent) = self.data_dir.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
         if !self.data_dir.exists() {
             std::fs::DirBuilder::new()
                 .mode(0o700)
