@@ -122,5 +122,22 @@ async fn a_fresh_service_exposes_every_metric_the_dashboard_and_alerts_query() {
         ),
         0.0
     );
+
+    // An event that can never be applied is parked dead, and that is logged at WARN with why.
+    let unreadable = r#"{"event":"transaction.completed","event_id":"evt_warn","data":{"transaction":{"reference":"FLU-W","amount":"1,000.00"}}}"#;
+    assert_eq!(service.post(unreadable).await, 200);
+    crate::helpers::eventually("the parking is logged", async || {
+        service.logs().contains("parked dead")
+    })
+    .await;
+    let logs = service.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("parked dead"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(r#""level":"WARN""#) && line.contains("1,000.00") && line.contains("FLU-W"),
+        "{line}"
+    );
     service.terminate().await;
 }
