@@ -134,7 +134,7 @@ impl Limits {
     }
 
     /// Whether the request reached us over HTTPS (at a trusted proxy that says so).
-    fn arrived_over_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+    pub fn arrived_over_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
         self.trusted(peer)
             && headers
                 .get("x-forwarded-proto")

@@ -1,8 +1,10 @@
 //! The HTTP surface, on top of every stage: the accept loop ([`server`]), the abuse limits
-//! ([`limits`]), the webhook route ([`webhooks`]), the admin API ([`admin`]), health and metrics,
+//! ([`limits`]), the webhook route ([`webhooks`]), the admin API ([`admin`]), the web console
+//! ([`console`]), health and metrics,
 //! and the one error type ([`error`]) every other stage's error is turned into here.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -52,8 +54,8 @@ pub struct AppState {
 pub fn router(state: AppState, admin_token: Option<Secret>) -> Router {
     let mut router = Router::new();
     let guard = admin_token.as_ref().map(admin::Guard::new);
-    if guard.is_some() {
-        router = router.merge(admin::router());
+    if let Some(token) = &admin_token {
+        router = router.merge(admin::router()).merge(console::router(token));
     }
     let router = router
         .merge(webhooks::router(&state))

@@ -1,6 +1,7 @@
-//! PostgreSQL, below every stage: the pool and migrations, how a sqlx error is sorted, what a
+//! PostgreSQL, below every stage: how far behind the queues are, the pool and migrations, how a sqlx error is sorted, what a
 //! failed connection means, the embedded server, the names states are stored under, and retention.
 
+pub mod backlogs;
 pub mod connect;
 pub mod database;
 pub mod embedded_postgres;

@@ -51,7 +51,7 @@ async fn serve_on(
         providers = providers.names().join(","),
         worker = settings.worker.enabled,
         admin_api = settings.admin_token.is_some(),
-        console = false,
+        console = settings.admin_token.is_some(),
         reconciliation = settings.worker.enabled && settings.fluid_api_key.is_some(),
         forwarding = settings.worker.enabled && settings.forward.url.is_some() && settings.forward_secret.is_some(),
         limits = format!(

@@ -26,7 +26,7 @@
 //! | `fluid_webhooks_forward_oldest_age_seconds` | gauge | |
 
 use std::{
-    sync::{LazyLock, Mutex, OnceLock},
+    sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -38,7 +38,7 @@ mod catalogue;
 pub use catalogue::register;
 
 use super::AppState;
-use crate::{apply::transactions::rules::Status, store::rows::EventStatus};
+use crate::{apply::transactions::rules::Status, store::backlogs::Backlogs};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -111,45 +111,19 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The inbox backlog; the status in the text, so the partial index of pending events serves it.
-static BACKLOG: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT count(*), extract(epoch FROM now() - min(received_at))::float8 \
-         FROM webhook_events WHERE status = '{}'",
-        EventStatus::Pending
-    )
-});
-
 async fn read_database_gauges(state: &AppState) -> Result<(), sqlx::Error> {
-    let (backlog, oldest): (i64, Option<f64>) =
-        sqlx::query_as(sqlx::AssertSqlSafe(BACKLOG.as_str()))
-            .fetch_one(&state.pool)
-            .await?;
-    metrics::gauge!("fluid_webhooks_inbox_backlog").set(backlog as f64);
-    metrics::gauge!("fluid_webhooks_inbox_oldest_pending_age_seconds").set(oldest.unwrap_or(0.0));
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM transactions GROUP BY status")
-            .fetch_all(&state.pool)
-            .await?;
-    let (polling, given_up): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE next_poll_at IS DISTINCT FROM 'infinity'), \
-                count(*) FILTER (WHERE next_poll_at = 'infinity') \
-         FROM reconciliation",
-    )
-    .fetch_one(&state.pool)
-    .await?;
+    let b = Backlogs::read(&state.pool).await?;
+    metrics::gauge!("fluid_webhooks_inbox_backlog").set(b.inbox as f64);
+    metrics::gauge!("fluid_webhooks_inbox_oldest_pending_age_seconds")
+        .set(b.inbox_oldest_secs.unwrap_or(0.0));
     metrics::gauge!("fluid_webhooks_reconciliation_watched", "state" => "polling")
-        .set(polling as f64);
+        .set(b.polling as f64);
     metrics::gauge!("fluid_webhooks_reconciliation_watched", "state" => "given_up")
-        .set(given_up as f64);
-    let (unforwarded, oldest_change): (i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), extract(epoch FROM now() - min(c.recorded_at))::float8 \
-         FROM transaction_changes c WHERE c.forwarded_at IS NULL",
-    )
-    .fetch_one(&state.pool)
-    .await?;
-    metrics::gauge!("fluid_webhooks_forward_backlog").set(unforwarded as f64);
-    metrics::gauge!("fluid_webhooks_forward_oldest_age_seconds").set(oldest_change.unwrap_or(0.0));
+        .set(b.given_up as f64);
+    metrics::gauge!("fluid_webhooks_forward_backlog").set(b.unforwarded as f64);
+    metrics::gauge!("fluid_webhooks_forward_oldest_age_seconds")
+        .set(b.unforwarded_oldest_secs.unwrap_or(0.0));
+    let by_status = b.transactions;
     for status in Status::ALL {
         let count = by_status
             .iter()

@@ -182,7 +182,7 @@ async fn the_start_up_line_says_what_is_on() {
     let fields = if fields.is_object() { fields } else { &line };
     assert_eq!(fields["providers"], "fluid", "{line}");
     assert_eq!(fields["admin_api"], true, "{line}");
-    assert_eq!(fields["console"], false, "{line}");
+    assert_eq!(fields["console"], true, "{line}");
     assert_eq!(fields["reconciliation"], false, "{line}");
     assert_eq!(fields["forwarding"], false, "{line}");
     assert!(
