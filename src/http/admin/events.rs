@@ -12,6 +12,7 @@ use sqlx::{FromRow, Row};
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 
 use crate::{
+    apply::worker::Replayed,
     http::{
         AppState,
         error::{Error, Result},
@@ -39,27 +40,27 @@ pub(super) struct EventFilter {
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub(super) struct EventSummary {
-    id: i64,
-    provider: String,
-    event_id: String,
-    event_type: String,
+pub(crate) struct EventSummary {
+    pub(crate) id: i64,
+    pub(crate) provider: String,
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
     /// `webhook` or `poll`.
-    source: String,
-    status: String,
-    outcome: Option<String>,
-    attempts: i32,
-    reference: Option<String>,
+    pub(crate) source: String,
+    pub(crate) status: String,
+    pub(crate) outcome: Option<String>,
+    pub(crate) attempts: i32,
+    pub(crate) reference: Option<String>,
     /// The merchant's reference a dead letter's body names (applied events: see their transaction).
-    partner_reference: Option<String>,
+    pub(crate) partner_reference: Option<String>,
     /// The body's own `timestamp`, as the sender wrote it.
-    timestamp: Option<String>,
-    received_at: DateTime<Utc>,
-    processed_at: Option<DateTime<Utc>>,
-    last_error: Option<String>,
+    pub(crate) timestamp: Option<String>,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) processed_at: Option<DateTime<Utc>>,
+    pub(crate) last_error: Option<String>,
 }
 
-pub(super) const SUMMARY: &str = "id, provider, event_id, event_type, source, status, outcome, attempts, \
+pub(crate) const SUMMARY: &str = "id, provider, event_id, event_type, source, status, outcome, attempts, \
                        reference, partner_reference, event_timestamp AS timestamp, received_at, processed_at, last_error";
 
 /// `GET /admin/events`.
@@ -113,23 +114,23 @@ pub(super) async fn list(
 
 /// One event as `GET /admin/events/{provider}/{event_id}` shows it.
 #[derive(Serialize)]
-pub(super) struct EventView {
-    event: EventSummary,
+pub(crate) struct EventView {
+    pub(crate) event: EventSummary,
     /// The body as JSON, written out byte for byte as stored (`null` if it is not UTF-8).
-    payload: Option<Box<RawValue>>,
+    pub(crate) payload: Option<Box<RawValue>>,
     /// The body as text, exactly as received; absent when it is not UTF-8...
     #[serde(skip_serializing_if = "Option::is_none")]
-    raw_body: Option<String>,
+    pub(crate) raw_body: Option<String>,
     /// ...then in base64.
     #[serde(skip_serializing_if = "Option::is_none")]
-    raw_body_base64: Option<String>,
-    raw_exact: bool,
-    signature: Option<String>,
-    key_id: Option<String>,
-    verifies_now: Option<bool>,
-    history: Value,
-    delivery: Value,
-    next_attempt_at: DateTime<Utc>,
+    pub(crate) raw_body_base64: Option<String>,
+    pub(crate) raw_exact: bool,
+    pub(crate) signature: Option<String>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) verifies_now: Option<bool>,
+    pub(crate) history: Value,
+    pub(crate) delivery: Value,
+    pub(crate) next_attempt_at: DateTime<Utc>,
 }
 
 /// `GET /admin/events/{provider}/{event_id}`: the event, its exact body and signature, whether it
@@ -138,62 +139,69 @@ pub(super) async fn one(
     State(state): State<AppState>,
     Path((provider, event_id)): Path<(String, String)>,
 ) -> Result<Json<EventView>> {
-    let sql = format!(
-        "SELECT {SUMMARY}, raw_body, raw_exact, signature, key_id, history, delivery_id, \
+    Ok(Json(EventView::load(&state, &provider, &event_id).await?))
+}
+
+impl EventView {
+    /// One stored event, with whether it verifies now; the admin API and the console show it.
+    pub(crate) async fn load(state: &AppState, provider: &str, event_id: &str) -> Result<Self> {
+        let sql = format!(
+            "SELECT {SUMMARY}, raw_body, raw_exact, signature, key_id, history, delivery_id, \
              delivery_event, delivery_timestamp, next_attempt_at \
          FROM webhook_events WHERE provider = $1 AND event_id = $2"
-    );
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&provider)
-        .bind(&event_id)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or(Error::NoSuchEvent)?;
-    let summary = EventSummary::from_row(&found)?;
-    let text = |name: &str| found.try_get::<Option<String>, _>(name);
-    let raw_body: Vec<u8> = found.try_get("raw_body")?;
-    let raw_exact: bool = found.try_get("raw_exact")?;
-    let (signature, key_id, timestamp) = (
-        text("signature")?,
-        text("key_id")?,
-        text("delivery_timestamp")?,
-    );
-    let verdict = Verdict::of(
-        &state.providers,
-        &StoredDelivery {
-            provider: &summary.provider,
-            event_id: &summary.event_id,
-            source: Source::parse(&summary.source).unwrap_or(Source::Webhook),
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(provider)
+            .bind(event_id)
+            .fetch_optional(&state.pool)
+            .await?
+            .ok_or(Error::NoSuchEvent)?;
+        let summary = EventSummary::from_row(&found)?;
+        let text = |name: &str| found.try_get::<Option<String>, _>(name);
+        let raw_body: Vec<u8> = found.try_get("raw_body")?;
+        let raw_exact: bool = found.try_get("raw_exact")?;
+        let (signature, key_id, timestamp) = (
+            text("signature")?,
+            text("key_id")?,
+            text("delivery_timestamp")?,
+        );
+        let verdict = Verdict::of(
+            &state.providers,
+            &StoredDelivery {
+                provider: &summary.provider,
+                event_id: &summary.event_id,
+                source: Source::parse(&summary.source).unwrap_or(Source::Webhook),
+                raw_exact,
+                key_id: key_id.as_deref(),
+                signature: signature.as_deref(),
+                delivery_timestamp: timestamp.as_deref(),
+                body: &raw_body,
+                received_at: summary.received_at.timestamp(),
+            },
+        );
+        // The payload is the stored bytes, written out as they are (a `RawValue` in a struct that
+        // is serialised once): every number comes out digit for digit as it was sent. Going through
+        // a `serde_json::Value` would turn `100.00` into `100.0`.
+        let raw_text = std::str::from_utf8(&raw_body).ok().map(str::to_string);
+        let view = EventView {
+            event: summary,
+            payload: raw_text.clone().and_then(|t| RawValue::from_string(t).ok()),
+            raw_body: raw_text.clone(),
+            raw_body_base64: raw_text.is_none().then(|| BASE64.encode(&raw_body)),
             raw_exact,
-            key_id: key_id.as_deref(),
-            signature: signature.as_deref(),
-            delivery_timestamp: timestamp.as_deref(),
-            body: &raw_body,
-            received_at: summary.received_at.timestamp(),
-        },
-    );
-    // The payload is the stored bytes, written out as they are (a `RawValue` in a struct that
-    // is serialised once): every number comes out digit for digit as it was sent. Going through
-    // a `serde_json::Value` would turn `100.00` into `100.0`.
-    let raw_text = std::str::from_utf8(&raw_body).ok().map(str::to_string);
-    let view = EventView {
-        event: summary,
-        payload: raw_text.clone().and_then(|t| RawValue::from_string(t).ok()),
-        raw_body: raw_text.clone(),
-        raw_body_base64: raw_text.is_none().then(|| BASE64.encode(&raw_body)),
-        raw_exact,
-        verifies_now: verdict.verifies(),
-        history: found.try_get::<sqlx::types::Json<Value>, _>("history")?.0,
-        delivery: json!({
-            "id": text("delivery_id")?,
-            "event": text("delivery_event")?,
-            "timestamp": timestamp,
-        }),
-        next_attempt_at: found.try_get("next_attempt_at")?,
-        signature,
-        key_id,
-    };
-    Ok(Json(view))
+            verifies_now: verdict.verifies(),
+            history: found.try_get::<sqlx::types::Json<Value>, _>("history")?.0,
+            delivery: json!({
+                "id": text("delivery_id")?,
+                "event": text("delivery_event")?,
+                "timestamp": timestamp,
+            }),
+            next_attempt_at: found.try_get("next_attempt_at")?,
+            signature,
+            key_id,
+        };
+        Ok(view)
+    }
 }
 
 /// `POST /admin/events/{provider}/{event_id}/replay`: applies the event again now, through the
@@ -202,14 +210,7 @@ pub(super) async fn replay_one(
     State(state): State<AppState>,
     Path((provider, event_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let replayed = state
-        .worker
-        .replay(&provider, &event_id)
-        .await?
-        .ok_or(Error::NoSuchEvent)?;
-    // Processed events answer with the rules' outcome; the others with their status.
-    let outcome = replayed.outcome.unwrap_or(replayed.status.as_str());
-    tracing::info!(provider, event_id, outcome, "admin: replay");
+    let (replayed, outcome) = replay_now(&state, &provider, &event_id, "admin").await?;
     Ok(Json(json!({
         "replayed": true,
         "status": replayed.status.as_str(),
@@ -218,12 +219,37 @@ pub(super) async fn replay_one(
     })))
 }
 
+/// Applies one event again now (the admin API's and the console's replay, `by` says which) and
+/// says how it ended: processed events with the rules' outcome, the others with their status.
+pub(crate) async fn replay_now(
+    state: &AppState,
+    provider: &str,
+    event_id: &str,
+    by: &str,
+) -> Result<(Replayed, &'static str)> {
+    let replayed = state
+        .worker
+        .replay(provider, event_id)
+        .await?
+        .ok_or(Error::NoSuchEvent)?;
+    let outcome = replayed.outcome.unwrap_or(replayed.status.as_str());
+    tracing::info!(provider, event_id, outcome, by, "replay");
+    Ok((replayed, outcome))
+}
+
 /// Puts every dead letter back in the queue, due now. `attempts` is kept: it counts the history.
 const REPLAY: &str = "UPDATE webhook_events SET status = $1, outcome = NULL, \
                       next_attempt_at = now(), last_error = NULL";
 
 /// `POST /admin/events/replay-dead`.
 pub(super) async fn replay_dead(State(state): State<AppState>) -> Result<Json<Value>> {
+    let replayed = queue_dead(&state).await?;
+    Ok(Json(json!({ "replayed": replayed })))
+}
+
+/// Puts every dead letter back in the queue and wakes the workers; how many. The console's
+/// "replay all" too.
+pub(crate) async fn queue_dead(state: &AppState) -> Result<u64> {
     // The dead status in the text, so the partial index `webhook_events_dead_idx` serves it.
     let sql = format!("{REPLAY} WHERE status = '{}'", EventStatus::Dead);
     let replayed = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -232,6 +258,6 @@ pub(super) async fn replay_dead(State(state): State<AppState>) -> Result<Json<Va
         .await?
         .rows_affected();
     state.wake.notify_one();
-    tracing::info!(replayed, "admin: replay of every dead event");
-    Ok(Json(json!({ "replayed": replayed })))
+    tracing::info!(replayed, "replay of every dead event");
+    Ok(replayed)
 }

@@ -5,7 +5,7 @@
 //! Described by `docs/openapi.json`, which a test checks against [`ROUTES`]:
 //! [`events`] (list, inspect, replay), [`stats`] and [`transactions`].
 
-mod events;
+pub(crate) mod events;
 mod stats;
 mod transactions;
 

@@ -4,11 +4,16 @@
 //! failures rate limited per address in the database) makes a session: the cookie `fw_session`
 //! (`HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS, 12 hours), stored in PostgreSQL so it works
 //! on every replica. Every POST of a session carries its CSRF token in the form field `csrf`.
-//! [`session`] keeps the sessions, [`pages`] draws the shell, [`overview`] is the first page.
+//! [`session`] keeps the sessions, [`pages`] draws the shell; the pages: [`overview`], [`search`]
+//! (find a payment, and the dead letters), [`transaction`] (its timeline), [`event`] (its exact
+//! body, whether it verifies now, replay).
 
+mod event;
 mod overview;
 mod pages;
+mod search;
 mod session;
+mod transaction;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -47,6 +52,21 @@ pub fn router(token: &Secret) -> Router<AppState> {
     });
     Router::new()
         .route("/console", get(overview::page))
+        .route("/console/search", get(search::search))
+        .route(
+            "/console/transactions/{provider}/{reference}",
+            get(transaction::page),
+        )
+        .route("/console/events/{provider}/{event_id}", get(event::page))
+        .route(
+            "/console/events/{provider}/{event_id}/replay",
+            axum::routing::post(event::replay),
+        )
+        .route("/console/dead-letters", get(search::dead_letters))
+        .route(
+            "/console/dead-letters/replay-all",
+            get(search::confirm_replay_all).post(search::replay_all),
+        )
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
         .route("/console/console.css", get(stylesheet))

@@ -16,6 +16,8 @@ pub fn page(title: &str, session: &Session, body: Markup) -> Html<String> {
             header {
                 nav aria-label="Console" {
                     a href="/console" { "Overview" }
+                    a href="/console/search" { "Find a payment" }
+                    a href="/console/dead-letters" { "Dead letters" }
                 }
                 form method="post" action="/console/logout" class="logout" {
                     input type="hidden" name="csrf" value=(session.csrf);

@@ -379,6 +379,15 @@ async fn an_expected_debit_that_no_webhook_reaches_ends_completed_from_a_poll() 
     })
     .await;
     let app = spawn_app_with(polling(&fluid)).await;
+    // Watching starts with the first poller (its budget row); an expectation stored before that
+    // is picked up only by the poller's rescan a minute later, so wait for it, as under load.
+    eventually("the poller turned watching on", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reconciliation_budget")
+            .fetch_one(&app.pool)
+            .await
+            .is_ok_and(|n| n == 1)
+    })
+    .await;
     let (status, body) = app
         .post_json_with_token(
             "/admin/transactions",

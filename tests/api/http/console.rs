@@ -181,3 +181,151 @@ async fn sign_in_failures_are_limited_per_address() {
     let other = console_app(&database).await;
     assert_eq!(sign_in(&other, TOKEN).await.status(), 429);
 }
+
+/// Signs in on `app`: (cookie, the session's CSRF token read from a page).
+async fn signed_in(app: &TestApp) -> (String, String) {
+    let cookie = session_cookie(&sign_in(app, TOKEN).await);
+    let html = get(app, "/console", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    let csrf = html
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf")
+        .to_string();
+    (cookie, csrf)
+}
+
+async fn post_form(app: &TestApp, path: &str, cookie: &str, body: &str) -> Response {
+    client()
+        .post(format!("{}{path}", app.address))
+        .header("cookie", cookie)
+        .header("content-type", FORM)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn find_an_order_read_its_timeline_open_an_event_and_replay_a_dead_letter() {
+    let database = test_database().await;
+    let app = console_app(&database).await;
+    for event in [
+        crate::helpers::Event::new("transaction.pending", "evt_c1", "FLU-C").at(1),
+        crate::helpers::Event::new("transaction.completed", "evt_c2", "FLU-C").at(2),
+    ] {
+        assert_eq!(app.post_signed(&event.body()).await.status(), 200);
+    }
+    let hostile = r#"{"event":"transaction.completed","event_id":"evt_xss","data":{"transaction":{"reference":"FLU-C","partner_reference":"order_FLU-C","amount":"<script>alert(1)</script>\"><img src=x onerror=alert(2)>"}}}"#;
+    assert_eq!(app.post_signed(hostile).await.status(), 200);
+    app.wait_until_processed().await;
+    let (cookie, csrf) = signed_in(&app).await;
+
+    let found = get(&app, "/console/search?q=order_FLU-C", Some(&cookie)).await;
+    assert_eq!(found.status(), 303);
+    assert_eq!(
+        found.headers()["location"],
+        "/console/transactions/fluid/FLU-C"
+    );
+    let page = get(&app, "/console/transactions/fluid/FLU-C", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    let pending = page
+        .find("transaction.pending received")
+        .expect("pending in the timeline");
+    let completed = page
+        .find("transaction.completed received")
+        .expect("completed in the timeline");
+    assert!(pending < completed, "in time order");
+    assert!(
+        page.contains("<strong>completed</strong>") && page.contains("100.00 GHS"),
+        "status and exact amount: {page}"
+    );
+
+    let event = get(&app, "/console/events/fluid/evt_c2", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(event.contains("yes: the signature checks"), "verifies now");
+    assert!(
+        event.contains("&quot;amount&quot;: 100.00") || event.contains("\"amount\": 100.00"),
+        "pretty, digit for digit"
+    );
+
+    let xss = get(&app, "/console/events/fluid/evt_xss", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !xss.contains("<script>alert(1)") && !xss.contains("<img src=x"),
+        "escaped"
+    );
+    assert!(
+        xss.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "shown as text"
+    );
+
+    // The hostile event is a dead letter (its amount is not a number): replay it from the list.
+    let dead = get(&app, "/console/dead-letters", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(dead.contains("evt_xss"));
+    let refused = post_form(
+        &app,
+        "/console/events/fluid/evt_xss/replay",
+        &cookie,
+        "csrf=",
+    )
+    .await;
+    assert_eq!(refused.status(), 403, "no CSRF token");
+    let replayed = post_form(
+        &app,
+        "/console/events/fluid/evt_xss/replay",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(replayed.status(), 200);
+    assert!(
+        replayed
+            .text()
+            .await
+            .expect("html")
+            .contains("<strong>dead</strong>")
+    );
+    let confirm = get(&app, "/console/dead-letters/replay-all", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(confirm.contains("Yes, replay all"));
+    assert_eq!(
+        post_form(&app, "/console/dead-letters/replay-all", &cookie, "")
+            .await
+            .status(),
+        403
+    );
+    let all = post_form(
+        &app,
+        "/console/dead-letters/replay-all",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(
+        all.text()
+            .await
+            .expect("html")
+            .contains("1 dead letters queued again")
+    );
+}
