@@ -22,21 +22,21 @@ use crate::{
 };
 
 /// Filters and paging of `GET /admin/events`.
-#[derive(Debug, Deserialize)]
-pub(super) struct EventFilter {
-    status: Option<String>,
-    event_type: Option<String>,
-    provider: Option<String>,
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EventFilter {
+    pub(crate) status: Option<String>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) provider: Option<String>,
     /// `webhook` or `poll`.
-    source: Option<String>,
+    pub(crate) source: Option<String>,
     /// Received at or after (RFC 3339); default 24 hours ago.
-    since: Option<DateTime<Utc>>,
+    pub(crate) since: Option<DateTime<Utc>>,
     /// Received before (RFC 3339).
-    until: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 50).
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// Only events older than this `id` (the `next_before` of the previous page).
-    before: Option<i64>,
+    pub(crate) before: Option<i64>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -63,50 +63,65 @@ pub(crate) struct EventSummary {
 pub(crate) const SUMMARY: &str = "id, provider, event_id, event_type, source, status, outcome, attempts, \
                        reference, partner_reference, event_timestamp AS timestamp, received_at, processed_at, last_error";
 
+impl EventFilter {
+    /// The page of events this filter selects, newest first, and the `before` of the next page.
+    /// An unknown status or source is a 400 naming the accepted values.
+    pub(crate) async fn fetch(&self, state: &AppState) -> Result<(Vec<EventSummary>, Option<i64>)> {
+        if let Some(status) = self
+            .status
+            .as_deref()
+            .filter(|s| EventStatus::parse(s).is_none())
+        {
+            return Err(Error::BadRequest(format!(
+                "`status={status}` is not a status; use one of {}",
+                EventStatus::ALL.map(EventStatus::as_str).join(", ")
+            )));
+        }
+        if let Some(source) = self
+            .source
+            .as_deref()
+            .filter(|s| Source::parse(s).is_none())
+        {
+            return Err(Error::BadRequest(format!(
+                "`source={source}` is not a source; use webhook or poll"
+            )));
+        }
+        let limit = self.limit.unwrap_or(50).clamp(1, 500);
+        let since = self
+            .since
+            .unwrap_or_else(|| Utc::now() - Duration::hours(24));
+        let sql = format!(
+            "SELECT {SUMMARY} FROM webhook_events \
+             WHERE received_at >= $1 AND ($2::timestamptz IS NULL OR received_at < $2) \
+               AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR event_type = $4) \
+               AND ($5::text IS NULL OR provider = $5) AND ($6::bigint IS NULL OR id < $6) \
+               AND ($8::text IS NULL OR source = $8) \
+             ORDER BY id DESC LIMIT $7"
+        );
+        let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .bind(self.until)
+            .bind(&self.status)
+            .bind(&self.event_type)
+            .bind(&self.provider)
+            .bind(self.before)
+            .bind(limit)
+            .bind(&self.source)
+            .fetch_all(&state.pool)
+            .await?;
+        let next_before = (events.len() as i64 == limit)
+            .then(|| events.last().map(|e| e.id))
+            .flatten();
+        Ok((events, next_before))
+    }
+}
+
 /// `GET /admin/events`.
 pub(super) async fn list(
     State(state): State<AppState>,
     Query(f): Query<EventFilter>,
 ) -> Result<Json<Value>> {
-    if let Some(status) = f
-        .status
-        .as_deref()
-        .filter(|s| EventStatus::parse(s).is_none())
-    {
-        return Err(Error::BadRequest(format!(
-            "`status={status}` is not a status; use one of {}",
-            EventStatus::ALL.map(EventStatus::as_str).join(", ")
-        )));
-    }
-    if let Some(source) = f.source.as_deref().filter(|s| Source::parse(s).is_none()) {
-        return Err(Error::BadRequest(format!(
-            "`source={source}` is not a source; use webhook or poll"
-        )));
-    }
-    let limit = f.limit.unwrap_or(50).clamp(1, 500);
-    let since = f.since.unwrap_or_else(|| Utc::now() - Duration::hours(24));
-    let sql = format!(
-        "SELECT {SUMMARY} FROM webhook_events \
-         WHERE received_at >= $1 AND ($2::timestamptz IS NULL OR received_at < $2) \
-           AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR event_type = $4) \
-           AND ($5::text IS NULL OR provider = $5) AND ($6::bigint IS NULL OR id < $6) \
-           AND ($8::text IS NULL OR source = $8) \
-         ORDER BY id DESC LIMIT $7"
-    );
-    let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(since)
-        .bind(f.until)
-        .bind(&f.status)
-        .bind(&f.event_type)
-        .bind(&f.provider)
-        .bind(f.before)
-        .bind(limit)
-        .bind(&f.source)
-        .fetch_all(&state.pool)
-        .await?;
-    let next_before = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.id))
-        .flatten();
+    let (events, next_before) = f.fetch(&state).await?;
     Ok(Json(
         json!({ "events": events, "next_before": next_before }),
     ))

@@ -5,10 +5,11 @@
 //! (`HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS, 12 hours), stored in PostgreSQL so it works
 //! on every replica. Every POST of a session carries its CSRF token in the form field `csrf`.
 //! [`session`] keeps the sessions, [`pages`] draws the shell; the pages: [`overview`], [`search`]
-//! (find a payment, and the dead letters), [`transaction`] (its timeline), [`event`] (its exact
+//! (find a payment, and the dead letters), [`events`] (filters, paging), [`transaction`] (its timeline), [`event`] (its exact
 //! body, whether it verifies now, replay).
 
 mod event;
+mod events;
 mod overview;
 mod pages;
 mod search;
@@ -57,6 +58,7 @@ pub fn router(token: &Secret) -> Router<AppState> {
             "/console/transactions/{provider}/{reference}",
             get(transaction::page),
         )
+        .route("/console/events", get(events::page))
         .route("/console/events/{provider}/{event_id}", get(event::page))
         .route(
             "/console/events/{provider}/{event_id}/replay",

@@ -17,6 +17,7 @@ pub fn page(title: &str, session: &Session, body: Markup) -> Html<String> {
                 nav aria-label="Console" {
                     a href="/console" { "Overview" }
                     a href="/console/search" { "Find a payment" }
+                    a href="/console/events" { "Events" }
                     a href="/console/dead-letters" { "Dead letters" }
                 }
                 form method="post" action="/console/logout" class="logout" {

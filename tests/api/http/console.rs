@@ -303,6 +303,20 @@ async fn find_an_order_read_its_timeline_open_an_event_and_replay_a_dead_letter(
             .expect("html")
             .contains("<strong>dead</strong>")
     );
+    let listed = get(
+        &app,
+        "/console/events?status=dead&provider=&source=",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(listed.status(), 200);
+    let listed = listed.text().await.expect("html");
+    assert!(
+        listed.contains("evt_xss") && !listed.contains("evt_c1"),
+        "filtered by status"
+    );
+    let bad = get(&app, "/console/events?status=bogus", Some(&cookie)).await;
+    assert_eq!(bad.status(), 400);
     let confirm = get(&app, "/console/dead-letters/replay-all", Some(&cookie))
         .await
         .text()
