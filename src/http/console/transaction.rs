@@ -99,7 +99,7 @@ pub(super) async fn page(
 
     let mut timeline: Vec<Moment> = vec![Moment {
         at: row.created_at,
-        what: "first known".into(),
+        what: "transaction stored here".into(),
         link: None,
     }];
     for e in &events {
