@@ -49,10 +49,16 @@ pub(super) async fn search(
     let events: Vec<(String, String)> = if q.is_empty() {
         Vec::new()
     } else {
-        sqlx::query_as("SELECT provider, event_id FROM webhook_events WHERE event_id = $1 LIMIT 50")
-            .bind(q)
-            .fetch_all(&state.pool)
-            .await?
+        // By (provider, event_id), the primary key, for each configured provider: an event id
+        // alone would scan the table.
+        sqlx::query_as(
+            "SELECT provider, event_id FROM webhook_events \
+             WHERE provider = ANY($2) AND event_id = $1 LIMIT 50",
+        )
+        .bind(q)
+        .bind(state.providers.names())
+        .fetch_all(&state.pool)
+        .await?
     };
     match (transactions.as_slice(), events.as_slice()) {
         ([(provider, reference, _)], []) => {
