@@ -1,6 +1,7 @@
 //! How far behind the service is, read from the database: the inbox, reconciliation and
-//! forwarding queues, and the transactions by status. `/metrics` turns it into gauges; the
-//! console's overview shows it.
+//! forwarding queues, and the transactions by status ([`Backlogs`]): `/metrics` turns it into
+//! gauges, the console's overview shows it; and what waits for a person ([`ForPeople`]), for the
+//! console only.
 
 use std::sync::LazyLock;
 
@@ -15,8 +16,6 @@ pub struct Backlogs {
     pub inbox: i64,
     /// Age in seconds of the oldest of them.
     pub inbox_oldest_secs: Option<f64>,
-    /// Dead letters waiting for a person.
-    pub dead: i64,
     /// Non-final FLUID transactions reconciliation still polls.
     pub polling: i64,
     /// Those it gave up on after `max_attempts` polls.
@@ -27,25 +26,53 @@ pub struct Backlogs {
     pub unforwarded_oldest_secs: Option<f64>,
     /// Transactions by status.
     pub transactions: Vec<(String, i64)>,
+}
+
+/// What waits for a person, for the console (`/metrics` counts these as they happen instead).
+#[derive(Debug, Clone, Default)]
+pub struct ForPeople {
+    /// Dead letters waiting for a replay.
+    pub dead: i64,
     /// Transactions whose amount or currency is not what the merchant expected.
     pub amount_mismatches: i64,
 }
 
-/// The inbox and the dead letters; the statuses in the text, so their partial indexes serve it.
+/// The dead letters; the status in the text, so their partial index serves it.
+static DEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT (SELECT count(*) FROM webhook_events WHERE status = '{}'), \
+                (SELECT count(*) FROM transactions WHERE amount_mismatch)",
+        EventStatus::Dead
+    )
+});
+
+impl ForPeople {
+    /// Reads them.
+    pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let (dead, amount_mismatches): (i64, i64) =
+            sqlx::query_as(sqlx::AssertSqlSafe(DEAD.as_str()))
+                .fetch_one(pool)
+                .await?;
+        Ok(Self {
+            dead,
+            amount_mismatches,
+        })
+    }
+}
+
+/// The inbox; the status in the text, so the partial index of pending events serves it.
 static EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT (SELECT count(*) FROM webhook_events WHERE status = '{pending}'), \
-                (SELECT extract(epoch FROM now() - min(received_at))::float8 FROM webhook_events WHERE status = '{pending}'), \
-                (SELECT count(*) FROM webhook_events WHERE status = '{dead}')",
-        pending = EventStatus::Pending,
-        dead = EventStatus::Dead
+        "SELECT count(*), extract(epoch FROM now() - min(received_at))::float8 \
+         FROM webhook_events WHERE status = '{}'",
+        EventStatus::Pending
     )
 });
 
 impl Backlogs {
     /// Reads them all.
     pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let (inbox, inbox_oldest_secs, dead): (i64, Option<f64>, i64) =
+        let (inbox, inbox_oldest_secs): (i64, Option<f64>) =
             sqlx::query_as(sqlx::AssertSqlSafe(EVENTS.as_str()))
                 .fetch_one(pool)
                 .await?;
@@ -67,20 +94,14 @@ impl Backlogs {
         )
         .fetch_all(pool)
         .await?;
-        let amount_mismatches: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM transactions WHERE amount_mismatch")
-                .fetch_one(pool)
-                .await?;
         Ok(Self {
             inbox,
             inbox_oldest_secs,
-            dead,
             polling,
             given_up,
             unforwarded,
             unforwarded_oldest_secs,
             transactions,
-            amount_mismatches,
         })
     }
 }

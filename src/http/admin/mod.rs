@@ -7,7 +7,7 @@
 
 pub(crate) mod events;
 mod stats;
-mod transactions;
+pub(crate) mod transactions;
 
 use axum::{
     Router,

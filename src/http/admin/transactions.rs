@@ -74,6 +74,29 @@ struct PollingRow {
     last_error: Option<String>,
 }
 
+/// A transaction's events, and the dead letters that name only its partner reference, in the
+/// order they were stored; the admin API and the console's timeline show them.
+pub(crate) async fn events_of(
+    state: &AppState,
+    provider: &str,
+    reference: &str,
+    partner_reference: Option<&str>,
+) -> Result<Vec<EventSummary>> {
+    let sql = format!(
+        "SELECT {SUMMARY} FROM webhook_events WHERE provider = $1 AND reference = $2 \
+         UNION ALL \
+         SELECT {SUMMARY} FROM webhook_events \
+         WHERE partner_reference = $3 AND provider = $1 AND reference IS NULL \
+         ORDER BY id"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(provider)
+        .bind(reference)
+        .bind(partner_reference)
+        .fetch_all(&state.pool)
+        .await?)
+}
+
 /// `GET /admin/transactions`.
 pub(super) async fn lookup(
     State(state): State<AppState>,
@@ -100,20 +123,13 @@ pub(super) async fn lookup(
     ?;
     let mut found = Vec::with_capacity(rows.len());
     for row in rows {
-        // Its events, and the dead letters that name only its partner reference.
-        let sql = format!(
-            "SELECT {SUMMARY} FROM webhook_events WHERE provider = $1 AND reference = $2 \
-             UNION ALL \
-             SELECT {SUMMARY} FROM webhook_events \
-             WHERE partner_reference = $3 AND provider = $1 AND reference IS NULL \
-             ORDER BY id"
-        );
-        let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&row.provider)
-            .bind(&row.reference)
-            .bind(&row.partner_reference)
-            .fetch_all(&state.pool)
-            .await?;
+        let events = events_of(
+            &state,
+            &row.provider,
+            &row.reference,
+            row.partner_reference.as_deref(),
+        )
+        .await?;
         let changes: Vec<ChangeRow> = sqlx::query_as(
             "SELECT id, status, previous_status, event_id, event_at, recorded_at, forwarded_at, \
                  attempts, last_error \

@@ -6,9 +6,11 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use maud::{Markup, html};
-use serde::Deserialize;
 
-use super::{pages, session::Session};
+use super::{
+    pages,
+    session::{CsrfForm, Session},
+};
 use crate::http::{
     AppState,
     admin::events::{EventView, replay_now},
@@ -125,13 +127,6 @@ pub(super) fn pretty(json: &str) -> String {
         }
     }
     out
-}
-
-/// A console form with only its CSRF token.
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
 }
 
 /// `POST /console/events/{provider}/{event_id}/replay`: applies it again now, then shows how it

@@ -33,7 +33,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, error::Result, extract::Form};
 use crate::secret::Secret;
-use session::Session;
+use session::{CsrfForm, Session};
 
 /// Failed sign-ins allowed per client address in [`FAILURE_WINDOW_MINUTES`].
 const MAX_FAILURES: i64 = 10;
@@ -166,13 +166,6 @@ async fn login(
     let cookie = Session::create(&state.pool, https).await?;
     tracing::info!(client, "console: signed in");
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/console")).into_response())
-}
-
-/// The logout form: only its CSRF token.
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /console/logout`: ends the session (with its CSRF token).

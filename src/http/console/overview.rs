@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use super::{pages, session::Session};
 use crate::{
     http::{AppState, error::Result},
-    store::backlogs::Backlogs,
+    store::backlogs::{Backlogs, ForPeople},
 };
 
 /// One row of stored events by status and outcome: (status, outcome, last hour, last day).
@@ -33,10 +33,11 @@ pub(super) async fn page(State(state): State<AppState>, session: Session) -> Res
     .fetch_one(&state.pool)
     .await?;
     let backlogs = Backlogs::read(&state.pool).await?;
+    let people = ForPeople::read(&state.pool).await?;
     Ok(pages::page(
         "Overview",
         &session,
-        body(&outcomes, p50, p99, &backlogs),
+        body(&outcomes, p50, p99, &backlogs, &people),
     ))
 }
 
@@ -55,14 +56,20 @@ fn card(label: &str, value: impl std::fmt::Display, note: &str) -> Markup {
     html! { div class="card" { (label) strong { (value) } @if !note.is_empty() { small { (note) } } } }
 }
 
-fn body(outcomes: &[Outcome], p50: Option<f64>, p99: Option<f64>, b: &Backlogs) -> Markup {
+fn body(
+    outcomes: &[Outcome],
+    p50: Option<f64>,
+    p99: Option<f64>,
+    b: &Backlogs,
+    people: &ForPeople,
+) -> Markup {
     html! {
         section aria-labelledby="queues" {
             h2 id="queues" { "Queues" }
             div class="cards" {
                 (card("Inbox backlog", b.inbox, &format!("oldest {}", age(b.inbox_oldest_secs))))
-                (card("Dead letters", b.dead, "waiting for a replay"))
-                (card("Amount mismatches", b.amount_mismatches, "not what the merchant expected"))
+                (card("Dead letters", people.dead, "waiting for a replay"))
+                (card("Amount mismatches", people.amount_mismatches, "not what the merchant expected"))
                 (card("Reconciliation watching", b.polling, &format!("{} given up", b.given_up)))
                 (card("Forwarding backlog", b.unforwarded, &format!("oldest {}", age(b.unforwarded_oldest_secs))))
                 (card("Received → applied", format!("p50 {}", age(p50)), &format!("p99 {} (last hour)", age(p99))))

@@ -9,7 +9,10 @@ use axum::{
 use maud::html;
 use serde::Deserialize;
 
-use super::{event::CsrfForm, pages, session::Session};
+use super::{
+    pages,
+    session::{CsrfForm, Session},
+};
 use crate::{
     http::{
         AppState,

@@ -88,6 +88,14 @@ impl Session {
     }
 }
 
+/// A console form with only its CSRF token (sign-out, replays).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    /// The session's token, from the form's hidden field `csrf`.
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// No session: back to the sign-in page (or 503 while the database is away).
 pub enum NoSession {
     SignIn,

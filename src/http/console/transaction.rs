@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use super::{pages, session::Session};
 use crate::http::{
     AppState,
-    admin::events::{EventSummary, SUMMARY},
+    admin::transactions::events_of,
     error::{Error, Result},
     extract::Path,
 };
@@ -69,17 +69,13 @@ pub(super) async fn page(
     .fetch_optional(&state.pool)
     .await?
     .ok_or(Error::NoSuchTransaction)?;
-    let sql = format!(
-        "SELECT {SUMMARY} FROM webhook_events WHERE provider = $1 AND reference = $2 \
-         UNION ALL SELECT {SUMMARY} FROM webhook_events \
-         WHERE partner_reference = $3 AND provider = $1 AND reference IS NULL"
-    );
-    let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&provider)
-        .bind(&reference)
-        .bind(&row.partner_reference)
-        .fetch_all(&state.pool)
-        .await?;
+    let events = events_of(
+        &state,
+        &provider,
+        &reference,
+        row.partner_reference.as_deref(),
+    )
+    .await?;
     let changes: Vec<Change> = sqlx::query_as(
         "SELECT recorded_at, previous_status, status, forwarded_at, attempts, last_error \
              FROM transaction_changes WHERE provider = $1 AND reference = $2",
