@@ -15,7 +15,7 @@ use crate::{
     follow_up::{forward::Forwarder, reconciliation::Poller},
     http::{self, AppState, limits::Limits, metrics, server},
     intake::inbox::Inbox,
-    store::retention,
+    store::{deliveries, retention},
 };
 
 /// The service, bound to its port and ready to run.
@@ -56,6 +56,7 @@ impl Application {
             inbox,
             providers,
             limits: Arc::new(Limits::new(settings.limits.clone())),
+            deliveries: deliveries::Tally::default(),
             wake,
             worker,
             ingest_timeout,
@@ -114,6 +115,14 @@ impl Application {
                 workers.spawn(forwarder.run(shutdown.clone()));
             }
         }
+        // Its own token: the last counts are written after the last request is answered.
+        let counted = CancellationToken::new();
+        let mut tally = JoinSet::new();
+        tally.spawn(deliveries::run(
+            state.deliveries.clone(),
+            state.pool.clone(),
+            counted.clone(),
+        ));
         let header_timeout = Duration::from_millis(settings.limits.header_timeout_ms);
         let mut server = tokio::spawn(server::serve(
             listener,
@@ -131,6 +140,8 @@ impl Application {
             }
         };
         shutdown.cancel();
+        counted.cancel();
+        join_within(&mut tally, grace, "the delivery counts were not written").await;
         // The server, and with it every handle to the inbox, is gone: the flushers store what they
         // were handed and end; the workers end after their current batch.
         join_within(&mut flushers, grace, "the inbox did not finish storing").await;

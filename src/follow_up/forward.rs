@@ -276,7 +276,11 @@ impl Forwarder {
         let mut ids = Vec::with_capacity(done.len());
         let mut errors = Vec::with_capacity(done.len());
         let mut retries = Vec::with_capacity(done.len());
+        let mut attempts = Vec::with_capacity(done.len());
+        let mut took_ms = Vec::with_capacity(done.len());
         for (change, result, took) in done {
+            attempts.push(change.attempts);
+            took_ms.push(i32::try_from(took.as_millis()).unwrap_or(i32::MAX));
             let retry_in_ms = backoff::delay_ms(
                 self.settings.retry_base_ms,
                 self.settings.retry_max_ms,
@@ -311,18 +315,27 @@ impl Forwarder {
                 ),
             }
         }
+        // And every attempt, for the transaction's timeline in the console.
         sqlx::query(
-            "UPDATE transaction_changes AS c SET \
+            "WITH r AS ( \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[], $5::int[]) \
+                     AS r(id, error, retry_in_ms, attempt, took_ms)), \
+             recorded AS ( \
+                 INSERT INTO forward_attempts (change_id, attempt, error, took_ms) \
+                 SELECT id, attempt, error, took_ms FROM r \
+                 ON CONFLICT (change_id, attempt) DO NOTHING) \
+             UPDATE transaction_changes AS c SET \
                  forwarded_at = CASE WHEN r.error IS NULL THEN now() END, \
                  last_error = r.error, \
                  next_attempt_at = CASE WHEN r.error IS NULL THEN c.next_attempt_at \
                                         ELSE now() + r.retry_in_ms * interval '1 millisecond' END \
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS r(id, error, retry_in_ms) \
-             WHERE c.id = r.id AND c.forwarded_at IS NULL",
+             FROM r WHERE c.id = r.id AND c.forwarded_at IS NULL",
         )
         .bind(&ids)
         .bind(&errors)
         .bind(&retries)
+        .bind(&attempts)
+        .bind(&took_ms)
         .execute(&self.pool)
         .await?;
         Ok(())

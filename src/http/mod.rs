@@ -26,6 +26,7 @@ use crate::{
     apply::worker::Worker,
     intake::{inbox::Inbox, providers::Providers},
     secret::Secret,
+    store::deliveries::Tally,
 };
 use limits::Limits;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub providers: Arc<Providers>,
     /// Rate limits, allowlists and the cap on requests in flight.
     pub limits: Arc<Limits>,
+    /// Deliveries counted for the console's overview, written every few seconds.
+    pub deliveries: Tally,
     /// Wakes this process's workers when an event is stored.
     pub wake: Arc<Notify>,
     /// Applies events: the background workers are its clones; the admin API replays through it.

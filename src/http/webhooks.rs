@@ -70,10 +70,12 @@ async fn count(
     } else {
         "unknown".to_string()
     };
-    if response.status().is_success() {
+    let acknowledged = response.status().is_success().then(|| started.elapsed());
+    if let Some(took) = acknowledged {
         metrics::histogram!("fluid_webhooks_ack_seconds", "provider" => provider.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(took.as_secs_f64());
     }
+    state.deliveries.record(&provider, outcome, acknowledged);
     metrics::counter!("fluid_webhooks_received_total", "provider" => provider, "event_type" => event_type, "outcome" => outcome)
         .increment(1);
     response

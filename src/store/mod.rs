@@ -1,9 +1,10 @@
-//! PostgreSQL, below every stage: how far behind the queues are, the pool and migrations, how a sqlx error is sorted, what a
+//! PostgreSQL, below every stage: how far behind the queues are, deliveries by minute, the pool and migrations, how a sqlx error is sorted, what a
 //! failed connection means, the embedded server, the names states are stored under, and retention.
 
 pub mod backlogs;
 pub mod connect;
 pub mod database;
+pub mod deliveries;
 pub mod embedded_postgres;
 pub mod retention;
 pub mod rows;

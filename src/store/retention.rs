@@ -1,7 +1,8 @@
 //! Retention: finished events (processed or ignored) older than `retention.applied_events_days`
 //! are deleted in small batches, so the inbox does not grow for ever and no purge holds locks for
 //! long; so are recorded status changes of the same age that were forwarded (or all of them once
-//! forwarding was turned off with `DELETE FROM forwarding`). Pending and dead events,
+//! forwarding was turned off with `DELETE FROM forwarding`), and polls of FLUID's API of that age.
+//! Pending and dead events,
 //! changes still to be forwarded, and all transactions are kept. Every replica may run it: batches
 //! are claimed with `SKIP LOCKED`.
 
@@ -44,7 +45,7 @@ impl RetentionSettings {
 }
 
 /// What is purged: per table, a statement deleting at most `$2` rows older than `$1` days.
-static PURGES: LazyLock<[(&str, String); 2]> = LazyLock::new(|| {
+static PURGES: LazyLock<[(&str, String); 3]> = LazyLock::new(|| {
     let finished = EventStatus::ALL.into_iter().filter(|s| s.is_finished());
     [
         (
@@ -60,12 +61,20 @@ static PURGES: LazyLock<[(&str, String); 2]> = LazyLock::new(|| {
         ),
         (
             "transaction_changes",
-            // By ctid: the table has no index on id alone (its queue index only covers the changes
-            // still to forward).
+            // By ctid, the cheapest way back to a row; its forwarding attempts go with it
+            // (ON DELETE CASCADE).
             "DELETE FROM transaction_changes WHERE ctid = ANY(ARRAY( \
              SELECT c.ctid FROM transaction_changes c \
              WHERE c.recorded_at < now() - make_interval(days => $1) \
                AND (c.forwarded_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM forwarding)) \
+             LIMIT $2 FOR UPDATE SKIP LOCKED))"
+                .to_string(),
+        ),
+        (
+            "reconciliation_polls",
+            "DELETE FROM reconciliation_polls WHERE ctid = ANY(ARRAY( \
+             SELECT p.ctid FROM reconciliation_polls p \
+             WHERE p.polled_at < now() - make_interval(days => $1) \
              LIMIT $2 FOR UPDATE SKIP LOCKED))"
                 .to_string(),
         ),

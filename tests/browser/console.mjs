@@ -25,6 +25,18 @@ const page = browser.pages()[0] ?? await browser.newPage();
 let dialogs = 0;
 page.on('dialog', async (d) => { dialogs += 1; await d.dismiss(); });
 const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+// The size of every page the journeys load (the console's budget: 150 KB each).
+const weights = new Map();
+page.on('response', async (r) => {
+  if (r.request().resourceType() !== 'document' || r.status() !== 200) return;
+  const bytes = (await r.body().catch(() => Buffer.alloc(0))).length;
+  weights.set(new URL(r.url()).pathname, bytes);
+});
+// What has the keyboard's focus.
+const focused = () => page.evaluate(() => {
+  const e = document.activeElement;
+  return `${e.tagName.toLowerCase()}:${(e.getAttribute('aria-label') || e.textContent || e.name || e.id || '').trim()}`;
+});
 const step = (what) => console.log(`ok - ${what}`);
 
 // Sign in: a wrong token is refused, the right one opens the overview.
@@ -95,11 +107,41 @@ const forged = await page.evaluate(async () => {
 assert.equal(forged, 403);
 step('a POST without the CSRF token is refused');
 
-// Narrow screens still work.
+// The keyboard alone: a skip link first, then the navigation in reading order; find an order
+// with Tab, typing and Enter.
+await page.goto(`${base}/console`);
+await page.keyboard.press('Tab');
+assert.equal(await focused(), 'a:Skip to content');
+await page.keyboard.press('Tab');
+assert.equal(await focused(), 'a:Overview');
+await page.keyboard.press('Tab');
+assert.equal(await focused(), 'a:Find a payment');
+await page.keyboard.press('Enter');
+await page.waitForURL(/\/console\/search$/);
+let tabs = 0;
+while (!(await focused()).startsWith('input:') && tabs < 12) { await page.keyboard.press('Tab'); tabs += 1; }
+assert.equal(await page.evaluate(() => document.activeElement.id), 'q', 'the search box is reached by Tab');
+await page.keyboard.type('order_browser_1');
+await page.keyboard.press('Enter');
+await page.waitForURL(/\/console\/transactions\/fluid\/FLU-BROWSER-1$/);
+step('the keyboard alone: skip link, navigation in order, search and Enter');
+
+// Narrow screens: nothing scrolls sideways at 390 px.
 await page.setViewportSize({ width: 390, height: 844 });
+for (const path of ['/console', '/console/search', '/console/transactions/fluid/FLU-BROWSER-1',
+  '/console/events', '/console/events/fluid/evt_browser_xss', '/console/dead-letters']) {
+  await page.goto(`${base}${path}`);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(wide <= 390, `${path} is ${wide} px wide at 390`);
+}
 await page.goto(`${base}/console`);
 await shot('overview-390px');
 await page.setViewportSize({ width: 1280, height: 900 });
+step('every page fits 390 px');
+
+const heaviest = Math.max(...weights.values());
+assert.ok(weights.size >= 8 && heaviest <= 150 * 1024, `pages: ${JSON.stringify([...weights])}`);
+step(`no page over 150 KB (${weights.size} pages, heaviest ${heaviest} bytes)`);
 
 // Sign out, and be refused after.
 await page.getByRole('button', { name: 'Sign out' }).click();

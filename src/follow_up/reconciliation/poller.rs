@@ -214,6 +214,23 @@ impl Poller {
         .bind(next_in_ms)
         .execute(&mut *tx)
         .await?;
+        let answered = match &polled.answer {
+            Answer::Status { status, .. } => Some(status.as_str()),
+            _ => None,
+        };
+        // Every poll, for the transaction's timeline in the console.
+        sqlx::query(
+            "INSERT INTO reconciliation_polls (provider, reference, outcome, status, error, took_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&claim.provider)
+        .bind(&claim.reference)
+        .bind(outcome)
+        .bind(answered)
+        .bind(&error)
+        .bind(i32::try_from(took.as_millis()).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
         // Counted before the commit: the poll happened whatever becomes of the commit.
         metrics::counter!("fluid_webhooks_reconciliation_polls_total", "outcome" => outcome)
             .increment(1);
@@ -221,14 +238,10 @@ impl Poller {
             .record(took.as_secs_f64());
         tx.commit().await?;
 
-        let status = match &polled.answer {
-            Answer::Status { status, .. } => status.as_str(),
-            _ => "-",
-        };
         tracing::info!(
             reference = %claim.reference,
             outcome,
-            status,
+            status = answered.unwrap_or("-"),
             polls,
             took_ms = took.as_millis() as u64,
             error = error.as_deref().unwrap_or(""),

@@ -37,7 +37,31 @@ pub(crate) struct EventFilter {
     pub(crate) limit: Option<i64>,
     /// Only events older than this `id` (the `next_before` of the previous page).
     pub(crate) before: Option<i64>,
+    /// Look at no more than this many of the newest events of the window (the console's bound, so
+    /// that a filter matching nothing in a million events still answers at once); `None`: as many
+    /// as it takes to fill the page (the admin API).
+    #[serde(skip)]
+    pub(crate) scan: Option<i64>,
 }
+
+/// A page of events.
+#[derive(Debug)]
+pub(crate) struct EventPage {
+    /// Newest first.
+    pub(crate) events: Vec<EventSummary>,
+    /// The `before` of the next page.
+    pub(crate) next_before: Option<i64>,
+    /// The page stopped at the scan bound: older events may match too.
+    pub(crate) cut_short: bool,
+}
+
+/// The time window, the cursor, and an id bound that stands for `until` ($9), so that a window in
+/// the past starts its scan of the id index where the window ends.
+const WINDOW: &str = "received_at >= $1 AND ($2::timestamptz IS NULL OR received_at < $2) \
+     AND ($6::bigint IS NULL OR id < $6) AND ($9::bigint IS NULL OR id <= $9)";
+/// The filters on top of the window.
+const FILTERS: &str = "($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR event_type = $4) \
+     AND ($5::text IS NULL OR provider = $5) AND ($8::text IS NULL OR source = $8)";
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub(crate) struct EventSummary {
@@ -66,7 +90,7 @@ pub(crate) const SUMMARY: &str = "id, provider, event_id, event_type, source, st
 impl EventFilter {
     /// The page of events this filter selects, newest first, and the `before` of the next page.
     /// An unknown status or source is a 400 naming the accepted values.
-    pub(crate) async fn fetch(&self, state: &AppState) -> Result<(Vec<EventSummary>, Option<i64>)> {
+    pub(crate) async fn fetch(&self, state: &AppState) -> Result<EventPage> {
         if let Some(status) = self
             .status
             .as_deref()
@@ -90,15 +114,50 @@ impl EventFilter {
         let since = self
             .since
             .unwrap_or_else(|| Utc::now() - Duration::hours(24));
-        let sql = format!(
-            "SELECT {SUMMARY} FROM webhook_events \
-             WHERE received_at >= $1 AND ($2::timestamptz IS NULL OR received_at < $2) \
-               AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR event_type = $4) \
-               AND ($5::text IS NULL OR provider = $5) AND ($6::bigint IS NULL OR id < $6) \
-               AND ($8::text IS NULL OR source = $8) \
-             ORDER BY id DESC LIMIT $7"
-        );
-        let events: Vec<EventSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        // Ids grow with arrival: the newest event received before `until` is among the last ten
+        // minutes before it (a transaction that stored an event ten minutes before committing it
+        // would be needed to break this), found through the BRIN index on received_at.
+        let upto: Option<i64> = match self.until {
+            None => None,
+            Some(until) => {
+                sqlx::query_scalar(
+                    "SELECT max(id) FROM webhook_events \
+                 WHERE received_at < $1 AND received_at >= $1 - interval '10 minutes'",
+                )
+                .bind(until)
+                .fetch_one(&state.pool)
+                .await?
+            }
+        };
+        // No filter needs no bound (the first rows of the window fill the page), and neither do
+        // pending and dead events (their partial indexes find them).
+        let filtered = self.event_type.is_some()
+            || self.provider.is_some()
+            || self.source.is_some()
+            || self.status.as_deref().is_some_and(|s| {
+                ![EventStatus::Pending, EventStatus::Dead]
+                    .iter()
+                    .any(|partial| partial.as_str() == s)
+            });
+        let scan = self.scan.filter(|_| filtered);
+        let sql = match scan {
+            None => format!(
+                "SELECT {SUMMARY}, NULL::bigint AS low, NULL::bigint AS scanned FROM webhook_events \
+                 WHERE {WINDOW} AND {FILTERS} ORDER BY id DESC LIMIT $7"
+            ),
+            // The newest $10 events of the window, then the filters over them; always one row,
+            // which says how far the scan went even when nothing matched.
+            Some(_) => format!(
+                "WITH window_events AS MATERIALIZED ( \
+                     SELECT {SUMMARY} FROM webhook_events WHERE {WINDOW} ORDER BY id DESC LIMIT $10) \
+                 SELECT m.*, e.low, e.scanned \
+                 FROM (SELECT min(id) AS low, count(*) AS scanned FROM window_events) AS e \
+                 LEFT JOIN LATERAL (SELECT * FROM window_events WHERE {FILTERS} \
+                                    ORDER BY id DESC LIMIT $7) AS m ON true \
+                 ORDER BY m.id DESC"
+            ),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(since)
             .bind(self.until)
             .bind(&self.status)
@@ -107,12 +166,33 @@ impl EventFilter {
             .bind(self.before)
             .bind(limit)
             .bind(&self.source)
+            .bind(upto)
+            .bind(scan)
             .fetch_all(&state.pool)
             .await?;
-        let next_before = (events.len() as i64 == limit)
-            .then(|| events.last().map(|e| e.id))
-            .flatten();
-        Ok((events, next_before))
+        let mut events = Vec::with_capacity(rows.len());
+        let (mut low, mut scanned) = (None, 0);
+        for row in &rows {
+            low = row.try_get::<Option<i64>, _>("low")?;
+            scanned = row.try_get::<Option<i64>, _>("scanned")?.unwrap_or(0);
+            if row.try_get::<Option<i64>, _>("id")?.is_some() {
+                events.push(EventSummary::from_row(row)?);
+            }
+        }
+        let full = events.len() as i64 == limit;
+        let cut_short = !full && scan.is_some_and(|scan| scanned == scan);
+        let next_before = if full {
+            events.last().map(|e| e.id)
+        } else if cut_short {
+            low
+        } else {
+            None
+        };
+        Ok(EventPage {
+            events,
+            next_before,
+            cut_short,
+        })
     }
 }
 
@@ -121,9 +201,9 @@ pub(super) async fn list(
     State(state): State<AppState>,
     Query(f): Query<EventFilter>,
 ) -> Result<Json<Value>> {
-    let (events, next_before) = f.fetch(&state).await?;
+    let page = f.fetch(&state).await?;
     Ok(Json(
-        json!({ "events": events, "next_before": next_before }),
+        json!({ "events": page.events, "next_before": page.next_before }),
     ))
 }
 

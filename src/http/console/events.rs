@@ -9,10 +9,14 @@ use serde::Deserialize;
 use super::{pages, search::encode, session::Session};
 use crate::http::{
     AppState,
-    admin::events::EventFilter,
+    admin::events::{EventFilter, EventPage},
     error::{Error, Result},
     extract::Query,
 };
+
+/// The most events of the window one page looks through: a filter that matches few of a million
+/// events answers at once, with a link to look further.
+const SCAN: i64 = 10_000;
 
 /// The filter form's fields, as a browser sends them (empty: any).
 #[derive(Debug, Default, Deserialize)]
@@ -66,8 +70,13 @@ pub(super) async fn page(
         until: time("until", &f.until)?,
         limit: Some(50),
         before: f.before,
+        scan: Some(SCAN),
     };
-    let (events, next_before) = filter.fetch(&state).await?;
+    let EventPage {
+        events,
+        next_before,
+        cut_short,
+    } = filter.fetch(&state).await?;
     let select = |name: &str, label: &str, options: &[&str], chosen: &str| {
         html! {
             label for=(name) { (label) }
@@ -111,10 +120,13 @@ pub(super) async fn page(
                         td { (e.reference.as_deref().unwrap_or("–")) }
                     }
                 }
-                @if events.is_empty() { tr { td colspan="6" { "No event matches." } } }
+                @if events.is_empty() && !cut_short { tr { td colspan="6" { "No event matches." } } }
             }
         }
-        @if let Some(next) = next { p { a href=(next) rel="next" { "Older events" } } }
+        @if cut_short {
+            p class="note" { "Looked through the newest " (SCAN) " events of the window; older ones may match too." }
+        }
+        @if let Some(next) = next { p { a href=(next) rel="next" { @if cut_short { "Look further back" } @else { "Older events" } } } }
     };
     Ok(pages::page("Events", &session, body))
 }

@@ -1,5 +1,5 @@
-//! The overview: the last hour and the last day of deliveries by what became of them, how long
-//! events waited to be applied, and every queue a person may have to act on. Read from the
+//! The overview: the last hour and the last day of deliveries by outcome and how fast they were
+//! acknowledged, and every queue a person may have to act on. Read from the
 //! database, not from Prometheus, so it is the same on every replica.
 
 use axum::{extract::State, response::Html};
@@ -8,37 +8,31 @@ use maud::{Markup, html};
 use super::{pages, session::Session};
 use crate::{
     http::{AppState, error::Result},
-    store::backlogs::{Backlogs, ForPeople},
+    store::{
+        backlogs::{Backlogs, ForPeople},
+        deliveries::Summary,
+    },
 };
-
-/// One row of stored events by status and outcome: (status, outcome, last hour, last day).
-type Outcome = (String, String, i64, i64);
 
 /// `GET /console`.
 pub(super) async fn page(State(state): State<AppState>, session: Session) -> Result<Html<String>> {
-    let outcomes: Vec<Outcome> = sqlx::query_as(
-        "SELECT status, coalesce(outcome, '-'), \
-                count(*) FILTER (WHERE received_at > now() - interval '1 hour'), count(*) \
-         FROM webhook_events WHERE received_at > now() - interval '1 day' \
-         GROUP BY 1, 2 ORDER BY 4 DESC",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    // Received to applied, over the last hour's applied events.
-    let (p50, p99): (Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.99) WITHIN GROUP (ORDER BY s) \
-         FROM (SELECT extract(epoch FROM processed_at - received_at)::float8 AS s FROM webhook_events \
-               WHERE received_at > now() - interval '1 hour' AND processed_at IS NOT NULL) AS t",
-    )
-    .fetch_one(&state.pool)
-    .await?;
+    let deliveries = Summary::read(&state.pool).await?;
     let backlogs = Backlogs::read(&state.pool).await?;
     let people = ForPeople::read(&state.pool).await?;
     Ok(pages::page(
         "Overview",
         &session,
-        body(&outcomes, p50, p99, &backlogs, &people),
+        body(&deliveries, &backlogs, &people),
     ))
+}
+
+/// Milliseconds as a person reads them.
+fn ms(value: Option<f64>) -> String {
+    match value {
+        None => "–".into(),
+        Some(ms) if ms < 10.0 => format!("{ms:.1} ms"),
+        Some(ms) => age(Some(ms / 1000.0)),
+    }
 }
 
 /// Seconds as a person reads them.
@@ -56,13 +50,7 @@ fn card(label: &str, value: impl std::fmt::Display, note: &str) -> Markup {
     html! { div class="card" { (label) strong { (value) } @if !note.is_empty() { small { (note) } } } }
 }
 
-fn body(
-    outcomes: &[Outcome],
-    p50: Option<f64>,
-    p99: Option<f64>,
-    b: &Backlogs,
-    people: &ForPeople,
-) -> Markup {
+fn body(d: &Summary, b: &Backlogs, people: &ForPeople) -> Markup {
     html! {
         section aria-labelledby="queues" {
             h2 id="queues" { "Queues" }
@@ -72,20 +60,22 @@ fn body(
                 (card("Amount mismatches", people.amount_mismatches, "not what the merchant expected"))
                 (card("Reconciliation watching", b.polling, &format!("{} given up", b.given_up)))
                 (card("Forwarding backlog", b.unforwarded, &format!("oldest {}", age(b.unforwarded_oldest_secs))))
-                (card("Received → applied", format!("p50 {}", age(p50)), &format!("p99 {} (last hour)", age(p99))))
+                (card("Acknowledgement, last hour", format!("p50 {}", ms(d.hour_ms.0)), &format!("p99 {}", ms(d.hour_ms.1))))
+                (card("Acknowledgement, last day", format!("p50 {}", ms(d.day_ms.0)), &format!("p99 {}", ms(d.day_ms.1))))
             }
         }
-        section aria-labelledby="events" {
-            h2 id="events" { "Stored events" }
+        section aria-labelledby="deliveries" {
+            h2 id="deliveries" { "Deliveries by outcome" }
             table {
-                thead { tr { th scope="col" { "Status" } th scope="col" { "Outcome" } th scope="col" class="n" { "Last hour" } th scope="col" class="n" { "Last day" } } }
+                thead { tr { th scope="col" { "Outcome" } th scope="col" class="n" { "Last hour" } th scope="col" class="n" { "Last day" } } }
                 tbody {
-                    @for (status, outcome, hour, day) in outcomes {
-                        tr { td { (status) } td { (outcome) } td class="n" { (hour) } td class="n" { (day) } }
+                    @for o in &d.outcomes {
+                        tr { td { (o.outcome) } td class="n" { (o.hour) } td class="n" { (o.day) } }
                     }
-                    @if outcomes.is_empty() { tr { td colspan="4" { "No event in the last day." } } }
+                    @if d.outcomes.is_empty() { tr { td colspan="3" { "No delivery in the last day." } } }
                 }
             }
+            p class="note" { "Counted by every replica and written every 5 seconds; acknowledgement times are of the 2xx answers, from their histogram." }
         }
         section aria-labelledby="transactions" {
             h2 id="transactions" { "Transactions by status" }

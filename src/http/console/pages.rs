@@ -13,6 +13,7 @@ pub fn page(title: &str, session: &Session, body: Markup) -> Html<String> {
     document(
         title,
         html! {
+            a href="#main" class="skip" { "Skip to content" }
             header {
                 nav aria-label="Console" {
                     a href="/console" { "Overview" }
@@ -25,7 +26,7 @@ pub fn page(title: &str, session: &Session, body: Markup) -> Html<String> {
                     button type="submit" { "Sign out" }
                 }
             }
-            main { h1 { (title) } (body) }
+            main id="main" tabindex="-1" { h1 { (title) } (body) }
         },
     )
 }

@@ -40,12 +40,16 @@ pub(super) async fn search(
     let transactions: Vec<(String, String, String)> = if q.is_empty() {
         Vec::new()
     } else {
+        // A reference by the primary key (provider, reference), for each configured provider;
+        // a partner reference by its own index.
         sqlx::query_as(
-            "SELECT provider, reference, status FROM transactions WHERE reference = $1 \
+            "SELECT provider, reference, status FROM transactions \
+             WHERE provider = ANY($2) AND reference = $1 \
              UNION SELECT provider, reference, status FROM transactions WHERE partner_reference = $1 \
              LIMIT 50",
         )
         .bind(q)
+        .bind(state.providers.names())
         .fetch_all(&state.pool)
         .await?
     };
@@ -53,7 +57,7 @@ pub(super) async fn search(
         Vec::new()
     } else {
         // By (provider, event_id), the primary key, for each configured provider: an event id
-        // alone would scan the table.
+        // alone would scan the index.
         sqlx::query_as(
             "SELECT provider, event_id FROM webhook_events \
              WHERE provider = ANY($2) AND event_id = $1 LIMIT 50",

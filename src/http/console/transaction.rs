@@ -1,6 +1,7 @@
 //! A transaction: status, amounts, the expected amount and a visible mismatch flag, and one
 //! timeline of everything that happened to it, in time order: events received (webhook or poll),
-//! status changes and their forwarding, and where reconciliation stands.
+//! status changes, every POST of them to forward.url, every poll of FLUID's API and what it
+//! answered, and where reconciliation stands.
 
 use axum::{extract::State, response::Html};
 use chrono::{DateTime, Utc};
@@ -28,23 +29,19 @@ struct Row {
     created_at: DateTime<Utc>,
 }
 
-/// A status change: recorded at, from, to, forwarded at, forwarding attempts, last error.
-type Change = (
-    DateTime<Utc>,
-    Option<String>,
-    String,
-    Option<DateTime<Utc>>,
-    i32,
-    Option<String>,
-);
-/// Reconciliation: last polled at, polls, last outcome, last error, next poll.
-type Polling = (
-    Option<DateTime<Utc>>,
-    i32,
-    Option<String>,
-    Option<String>,
-    String,
-);
+/// A status change: recorded at, from, to.
+type Change = (DateTime<Utc>, Option<String>, String);
+/// A POST of a change to forward.url: when, which attempt, the status it carried, the error
+/// (none: delivered), milliseconds.
+type Attempt = (DateTime<Utc>, i32, String, Option<String>, i32);
+/// A poll of FLUID's API: when, outcome, the status FLUID answered, the error, milliseconds.
+type Poll = (DateTime<Utc>, String, Option<String>, Option<String>, i32);
+/// Where reconciliation stands: polls so far and when the next one is due ('infinity': given up).
+type Watch = (i32, Option<String>);
+
+/// The most polls and forwarding attempts a timeline shows (the latest), so that a transaction
+/// polled for days still makes a light page.
+const LATEST: i64 = 200;
 
 /// One line of the timeline: when, what, and a link.
 struct Moment {
@@ -77,16 +74,34 @@ pub(super) async fn page(
     )
     .await?;
     let changes: Vec<Change> = sqlx::query_as(
-        "SELECT recorded_at, previous_status, status, forwarded_at, attempts, last_error \
-             FROM transaction_changes WHERE provider = $1 AND reference = $2",
+        "SELECT recorded_at, previous_status, status \
+             FROM transaction_changes WHERE provider = $1 AND reference = $2 ORDER BY id",
     )
     .bind(&provider)
     .bind(&reference)
     .fetch_all(&state.pool)
     .await?;
-    let polls: Option<Polling> = sqlx::query_as(
-        "SELECT last_polled_at, polls, last_outcome, last_error, next_poll_at::text \
-             FROM reconciliation WHERE provider = $1 AND reference = $2",
+    let attempts: Vec<Attempt> = sqlx::query_as(
+        "SELECT a.attempted_at, a.attempt, c.status, a.error, a.took_ms \
+         FROM transaction_changes c JOIN forward_attempts a ON a.change_id = c.id \
+         WHERE c.provider = $1 AND c.reference = $2 ORDER BY a.attempted_at DESC LIMIT $3",
+    )
+    .bind(&provider)
+    .bind(&reference)
+    .bind(LATEST)
+    .fetch_all(&state.pool)
+    .await?;
+    let polls: Vec<Poll> = sqlx::query_as(
+        "SELECT polled_at, outcome, status, error, took_ms FROM reconciliation_polls \
+         WHERE provider = $1 AND reference = $2 ORDER BY polled_at DESC LIMIT $3",
+    )
+    .bind(&provider)
+    .bind(&reference)
+    .bind(LATEST)
+    .fetch_all(&state.pool)
+    .await?;
+    let watch: Option<Watch> = sqlx::query_as(
+        "SELECT polls, next_poll_at::text FROM reconciliation WHERE provider = $1 AND reference = $2",
     )
     .bind(&provider)
     .bind(&reference)
@@ -98,6 +113,12 @@ pub(super) async fn page(
         what: "transaction stored here".into(),
         link: None,
     }];
+    let detail = |error: &Option<String>| {
+        error
+            .as_deref()
+            .map(|x| format!(" — {x}"))
+            .unwrap_or_default()
+    };
     for e in &events {
         timeline.push(Moment {
             at: e.received_at,
@@ -110,15 +131,12 @@ pub(super) async fn page(
                     .as_deref()
                     .map(|o| format!(" · {o}"))
                     .unwrap_or_default(),
-                e.last_error
-                    .as_deref()
-                    .map(|x| format!(" — {x}"))
-                    .unwrap_or_default()
+                detail(&e.last_error)
             ),
             link: Some(format!("/console/events/{}/{}", e.provider, e.event_id)),
         });
     }
-    for (at, previous, status, forwarded, attempts, error) in &changes {
+    for (at, previous, status) in &changes {
         timeline.push(Moment {
             at: *at,
             what: format!(
@@ -127,34 +145,61 @@ pub(super) async fn page(
             ),
             link: None,
         });
-        if let Some(forwarded) = forwarded {
+    }
+    for (at, attempt, status, error, ms) in &attempts {
+        let result = if error.is_none() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        timeline.push(Moment {
+            at: *at,
+            what: format!(
+                "forwarded {status}, attempt {attempt}: {result} in {ms} ms{}",
+                detail(error)
+            ),
+            link: None,
+        });
+    }
+    for (at, outcome, status, error, ms) in &polls {
+        timeline.push(Moment {
+            at: *at,
+            what: format!(
+                "polled FLUID's API: {outcome}{} in {ms} ms{}",
+                status
+                    .as_deref()
+                    .map(|s| format!(", FLUID says {s}"))
+                    .unwrap_or_default(),
+                detail(error)
+            ),
+            link: None,
+        });
+    }
+    for (kind, shown, oldest) in [
+        ("polls", polls.len(), polls.last().map(|p| p.0)),
+        (
+            "forwarding attempts",
+            attempts.len(),
+            attempts.last().map(|a| a.0),
+        ),
+    ] {
+        if let (true, Some(at)) = (shown as i64 == LATEST, oldest) {
             timeline.push(Moment {
-                at: *forwarded,
-                what: format!("forwarded ({attempts} attempts)"),
-                link: None,
-            });
-        } else if *attempts > 0 {
-            timeline.push(Moment {
-                at: *at,
-                what: format!(
-                    "forwarding failing after {attempts} attempts: {}",
-                    error.as_deref().unwrap_or("")
-                ),
+                at,
+                what: format!("(only the latest {LATEST} {kind} are shown)"),
                 link: None,
             });
         }
     }
-    if let Some((Some(at), polls, outcome, error, next)) = &polls {
+    if let Some((polls, next)) = &watch {
+        let next = match next.as_deref() {
+            Some("infinity") => "given up: still not final after the last poll".to_string(),
+            Some(next) => format!("next poll {next}"),
+            None => "first poll not due yet".to_string(),
+        };
         timeline.push(Moment {
-            at: *at,
-            what: format!(
-                "polled FLUID's API ({polls} polls): {}{}; next {next}",
-                outcome.as_deref().unwrap_or("-"),
-                error
-                    .as_deref()
-                    .map(|x| format!(" — {x}"))
-                    .unwrap_or_default()
-            ),
+            at: Utc::now(),
+            what: format!("reconciliation watching ({polls} polls): {next}"),
             link: None,
         });
     }

@@ -37,7 +37,11 @@ const POLL_OUTCOMES: &[&str] = &[
 /// Outcomes of `fluid_webhooks_forwarded_total`.
 const FORWARD_OUTCOMES: &[&str] = &["delivered", "failed"];
 /// Tables retention purges.
-const PURGED_TABLES: &[&str] = &["webhook_events", "transaction_changes"];
+const PURGED_TABLES: &[&str] = &[
+    "webhook_events",
+    "transaction_changes",
+    "reconciliation_polls",
+];
 
 /// Gives every metric its help text; once, when the recorder is installed.
 pub fn describe() {

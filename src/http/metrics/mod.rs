@@ -15,7 +15,7 @@
 //! | `fluid_webhooks_transactions` | gauge | status |
 //! | `fluid_webhooks_transaction_duration_seconds` | histogram (created to final, 5/10/30/60/120 s) | provider, status |
 //! | `fluid_webhooks_db_pool_connections` | gauge | state (idle, in_use) |
-//! | `fluid_webhooks_purged_total` | counter | table (webhook_events, transaction_changes) |
+//! | `fluid_webhooks_purged_total` | counter | table (webhook_events, transaction_changes, reconciliation_polls) |
 //! | `fluid_webhooks_reconciliation_polls_total` | counter | outcome (changed, unchanged, not_found, rate_limited, unauthorized, error, timeout, invalid) |
 //! | `fluid_webhooks_reconciliation_poll_seconds` | histogram (request to FLUID's API) | |
 //! | `fluid_webhooks_reconciliation_exhausted_total` | counter (transactions given up after max_attempts polls) | |

@@ -192,6 +192,24 @@ async fn a_failing_receiver_gets_every_change_again_in_order_from_two_replicas()
     .await
     .expect("count");
     assert!(retried >= 1, "failed deliveries were retried");
+    // Every attempt is kept for the console's timeline: as many as the changes counted, the
+    // failed ones with their error, one delivered per change.
+    let (kept, counted, delivered, failed_without_error): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM forward_attempts), (SELECT sum(attempts)::bigint FROM transaction_changes), \
+                (SELECT count(DISTINCT change_id) FROM forward_attempts WHERE error IS NULL), \
+                (SELECT count(*) FROM forward_attempts a JOIN transaction_changes c ON c.id = a.change_id \
+                 WHERE a.error IS NULL AND a.attempt < c.attempts)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(kept, counted, "one row per attempt");
+    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM transaction_changes")
+        .fetch_one(&app.pool)
+        .await
+        .expect("changes");
+    assert_eq!(delivered, changes);
+    assert_eq!(failed_without_error, 0, "only the last attempt delivered");
     let metrics = app.get("/metrics").await.text().await.expect("text");
     for outcome in ["delivered", "failed"] {
         let name = format!(r#"fluid_webhooks_forwarded_total{{outcome="{outcome}"}}"#);

@@ -166,6 +166,19 @@ async fn errors_timeouts_and_429_are_retried_and_retry_after_is_honoured() {
         let name = format!(r#"fluid_webhooks_reconciliation_polls_total{{outcome="{outcome}"}}"#);
         assert!(sample(&metrics, &name) >= 1.0, "{name}");
     }
+    // Every poll is kept for the console's timeline, with FLUID's answer, in order.
+    let polls: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT outcome, status FROM reconciliation_polls WHERE reference = 'FLU-R2' ORDER BY polled_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("polls");
+    let outcomes: Vec<&str> = polls.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["error", "timeout", "not_found", "rate_limited", "changed"]
+    );
+    assert_eq!(polls[4].1.as_deref(), Some("completed"));
 }
 
 #[tokio::test]

@@ -343,3 +343,147 @@ async fn find_an_order_read_its_timeline_open_an_event_and_replay_a_dead_letter(
             .contains("1 dead letters queued again")
     );
 }
+
+#[tokio::test]
+async fn the_overview_counts_deliveries_by_outcome_and_times_the_acknowledgements() {
+    let database = test_database().await;
+    let app = console_app(&database).await;
+    let event = crate::helpers::Event::new("transaction.completed", "evt_o1", "FLU-O");
+    assert_eq!(app.post_signed(&event.body()).await.status(), 200);
+    assert_eq!(app.post_signed(&event.body()).await.status(), 200);
+    let forged = app
+        .post_webhook(&event.body(), &[("X-FLUID-Signature", "sha256=00")])
+        .await;
+    assert_eq!(forged.status(), 401);
+    let (cookie, _) = signed_in(&app).await;
+
+    // Written by the service every 5 seconds, summed over replicas in delivery_minutes.
+    crate::helpers::eventually("the counts are written", async || {
+        let total: Option<i64> =
+            sqlx::query_scalar("SELECT sum(deliveries)::bigint FROM delivery_minutes")
+                .fetch_one(&app.pool)
+                .await
+                .expect("sum");
+        total == Some(3)
+    })
+    .await;
+    let page = get(&app, "/console", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    for outcome in ["accepted", "duplicate", "bad_signature"] {
+        assert!(
+            page.contains(&format!(
+                "<td>{outcome}</td><td class=\"n\">1</td><td class=\"n\">1</td>"
+            )),
+            "{outcome} once in the last hour and day: {page}"
+        );
+    }
+    assert!(
+        page.contains("Acknowledgement, last hour") && !page.contains("p50 –"),
+        "acknowledgement percentiles from the two 2xx answers: {page}"
+    );
+}
+
+#[tokio::test]
+async fn the_timeline_shows_every_poll_and_every_forwarding_attempt() {
+    let database = test_database().await;
+    let app = console_app(&database).await;
+    let event = crate::helpers::Event::new("transaction.pending", "evt_t1", "FLU-T");
+    assert_eq!(app.post_signed(&event.body()).await.status(), 200);
+    app.wait_until_processed().await;
+    // What the poller and the forwarder record (their own tests drive them against stand-ins
+    // of FLUID's API and of a merchant's URL).
+    sqlx::query(
+        "INSERT INTO reconciliation_polls (provider, reference, polled_at, outcome, status, error, took_ms) VALUES \
+         ('fluid', 'FLU-T', now() - interval '2 minutes', 'error', NULL, 'answered HTTP 502', 31), \
+         ('fluid', 'FLU-T', now() - interval '1 minute', 'unchanged', 'pending', NULL, 12)",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("polls");
+    let change: i64 = sqlx::query_scalar(
+        "INSERT INTO transaction_changes (provider, reference, status, event_id, event_at) \
+         VALUES ('fluid', 'FLU-T', 'pending', 'evt_t1', now()) RETURNING id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("change");
+    sqlx::query(
+        "INSERT INTO forward_attempts (change_id, attempt, error, took_ms) \
+         VALUES ($1, 1, 'answered HTTP 503', 8), ($1, 2, NULL, 5)",
+    )
+    .bind(change)
+    .execute(&app.pool)
+    .await
+    .expect("attempts");
+    let (cookie, _) = signed_in(&app).await;
+    let page = get(&app, "/console/transactions/fluid/FLU-T", Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    let failed_poll = page
+        .find("polled FLUID&#39;s API: error in 31 ms — answered HTTP 502")
+        .or_else(|| page.find("polled FLUID's API: error in 31 ms — answered HTTP 502"))
+        .expect("the failed poll");
+    let poll = page
+        .find("unchanged, FLUID says pending in 12 ms")
+        .expect("the second poll");
+    assert!(failed_poll < poll, "in time order: {page}");
+    assert!(page.contains("forwarded pending, attempt 1: failed in 8 ms — answered HTTP 503"));
+    assert!(page.contains("forwarded pending, attempt 2: delivered in 5 ms"));
+}
+
+#[tokio::test]
+async fn a_filter_matching_few_of_many_events_answers_and_offers_to_look_further() {
+    let database = test_database().await;
+    let app = console_app(&database).await;
+    // One rare event, then more newer events than one page looks through.
+    sqlx::query(
+        "INSERT INTO webhook_events (provider, event_id, event_type, raw_body, status) \
+         SELECT 'fluid', 'evt_many_' || i, CASE WHEN i = 0 THEN 'transaction.reversed' ELSE 'transaction.completed' END, \
+                '\\x7b7d', 'processed' \
+         FROM generate_series(0, 10050) AS i ORDER BY i",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("events");
+    let (cookie, _) = signed_in(&app).await;
+    let first = get(
+        &app,
+        "/console/events?event_type=transaction.reversed",
+        Some(&cookie),
+    )
+    .await
+    .text()
+    .await
+    .expect("html");
+    assert!(
+        first.contains("Looked through the newest 10000 events"),
+        "{first}"
+    );
+    assert!(!first.contains("evt_many_0<"), "beyond the bound");
+    let further = first
+        .split(r#"href=""#)
+        .find(|rest| rest.starts_with("/console/events?"))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link further back")
+        .replace("&amp;", "&");
+    let second = get(&app, &further, Some(&cookie))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        second.contains("evt_many_0<"),
+        "found further back: {second}"
+    );
+    // The admin API fills its page whatever it takes.
+    let (status, api) = app
+        .get_with_token("/admin/events?event_type=transaction.reversed", Some(TOKEN))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api["events"][0]["event_id"], "evt_many_0");
+}
