@@ -23,8 +23,9 @@ WORKDIR /app
 COPY --from=build /src/target/release/fluid-webhooks /app/fluid-webhooks
 # The built-in settings are the same as these files; mount /app/config to change them.
 COPY config /app/config
+# PORT is not set here (3000 is the default): FLUID_WEBHOOKS_SERVER__PORT must be able to move it,
+# and `healthcheck` probes wherever serve listens.
 ENV HOST=0.0.0.0 \
-    PORT=3000 \
     FLUID_WEBHOOKS_CONFIG_DIR=/app/config
 USER 65532:65532
 EXPOSE 3000

@@ -62,6 +62,15 @@ impl LimitSettings {
                 "limits.max_concurrent_requests",
                 "must be at least 1",
             ),
+            // The service speaks plain HTTP: only a trusted proxy can say a request came over
+            // HTTPS. Without one every delivery would be refused.
+            (
+                self.require_https && self.trusted_proxies.is_empty(),
+                "limits.require_https",
+                "needs limits.trusted_proxies: the service itself speaks plain HTTP, so only a \
+                 trusted proxy's X-Forwarded-Proto can say a request came over HTTPS (set the \
+                 proxy's network, or turn require_https off)",
+            ),
         ]
     }
 }

@@ -95,7 +95,10 @@ Environment:
   FLUID_WEBHOOKS_<SECTION>__<KEY>  any key of config/default.toml, e.g.
                                  FLUID_WEBHOOKS_WORKER__BATCH_SIZE=200; lists comma-separated:
                                  FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES=127.0.0.1/32,10.0.0.0/8
-  FLUID_WEBHOOKS_CONFIG_DIR      where config/*.toml are read from (default ./config)";
+  FLUID_WEBHOOKS_CONFIG_DIR      where config/*.toml are read from (default ./config)
+  <SECRET>_FILE                  any secret above (the webhook secrets, DATABASE_URL,
+                                 ADMIN_TOKEN, FLUID_API_KEY, FORWARD_SECRET) read from a file,
+                                 e.g. FLUID_WEBHOOK_SECRET_FILE=/run/secrets/fluid_webhook_secret";
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

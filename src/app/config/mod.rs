@@ -1,18 +1,22 @@
 //! Typed settings: the commented `config/default.toml`, the `config/<FLUID_ENV>.toml` overlay,
 //! `FLUID_WEBHOOKS_<SECTION>__<KEY>` variables and the contract variables (`HOST`, `PORT`,
-//! `DATABASE_URL`, `FLUID_WEBHOOK_SECRET`, `FLUID_ENV`), validated once at start.
+//! `DATABASE_URL`, `FLUID_WEBHOOK_SECRET`, `FLUID_ENV`), validated once at start. Every secret
+//! variable may instead be given as `<NAME>_FILE`, the path of a file holding it.
 //!
 //! Each section's type lives beside the code it configures (`[server]` in `http::server`,
 //! `[worker]` in `apply::worker`, ...) and knows its own rules; this module only reads the
 //! layers ([`layers`]), assembles the sections and the secrets, and checks every section's rules.
 
 mod layers;
+mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
 use ipnet::IpNet;
+
+use secrets::{PLACEHOLDER, secret_var};
 
 use super::telemetry::LogSettings;
 pub use crate::config_error::ConfigError;
@@ -133,26 +137,32 @@ impl Settings {
 
     /// Loads the settings from the given variables (tests pass their own) and the config files.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let secret = match vars.get(SECRET_VAR).map(|s| s.trim()) {
-            Some(value) if !value.is_empty() => Secret::new(value),
-            _ => {
-                return Err(ConfigError::new(format!(
-                    "{SECRET_VAR} is not set: it must hold the webhook secret FLUID signs deliveries with"
-                )));
-            }
-        };
+        let secret = secret_var(vars, SECRET_VAR)?.ok_or_else(|| {
+            ConfigError::new(format!(
+                "{SECRET_VAR} is not set: it must hold the webhook secret FLUID signs deliveries \
+                 with (or set {SECRET_VAR}_FILE to a file holding it)"
+            ))
+        })?;
         let mut settings = Self::without_secret(vars)?;
+        if settings.env == FluidEnv::Production && secret.expose().starts_with(PLACEHOLDER) {
+            return Err(ConfigError::new(format!(
+                "{SECRET_VAR} still holds the placeholder of .env.example: in production it must \
+                 be the webhook secret FLUID gave you"
+            )));
+        }
         settings.secret = secret;
-        settings.previous_secret = secret_var(vars, PREVIOUS_SECRET_VAR);
-        settings.provider_secrets = settings
+        settings.previous_secret = secret_var(vars, PREVIOUS_SECRET_VAR)?;
+        let mut provider_secrets = HashMap::new();
+        for name in settings
             .providers
             .values()
             .flat_map(|p| p.secrets_env.iter())
-            .filter_map(|name| {
-                let value = vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())?;
-                Some((name.clone(), Secret::new(value)))
-            })
-            .collect();
+        {
+            if let Some(value) = secret_var(vars, name)? {
+                provider_secrets.insert(name.clone(), value);
+            }
+        }
+        settings.provider_secrets = provider_secrets;
         settings.providers()?;
         Ok(settings)
     }
@@ -189,10 +199,10 @@ impl Settings {
             env,
             secret: Secret::new(""),
             previous_secret: None,
-            admin_token: secret_var(vars, "ADMIN_TOKEN"),
-            database_url: secret_var(vars, "DATABASE_URL"),
-            fluid_api_key: secret_var(vars, reconciliation::API_KEY_VAR),
-            forward_secret: secret_var(vars, forward::SECRET_VAR),
+            admin_token: secret_var(vars, "ADMIN_TOKEN")?,
+            database_url: secret_var(vars, "DATABASE_URL")?,
+            fluid_api_key: secret_var(vars, reconciliation::API_KEY_VAR)?,
+            forward_secret: secret_var(vars, forward::SECRET_VAR)?,
             server: file.server,
             ingest: file.ingest,
             database: file.database,
@@ -237,14 +247,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// A secret from the environment; unset or blank is `None`.
-fn secret_var(vars: &HashMap<String, String>, name: &str) -> Option<Secret> {
-    vars.get(name)
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .map(Secret::new)
 }
 
 #[cfg(test)]
@@ -413,5 +415,37 @@ mod tests {
             sandbox.reconciliation.base_url.as_str(),
             "https://sandbox-api.fluid-network.com/api/v1"
         );
+    }
+
+    #[test]
+    fn production_refuses_the_example_placeholder_secret() {
+        let placeholder = "replace-with-your-fluid-webhook-secret";
+        let err = Settings::from_vars(&vars(&[
+            (SECRET_VAR, placeholder),
+            ("FLUID_ENV", "production"),
+        ]))
+        .expect_err("placeholder");
+        assert!(err.to_string().contains("placeholder"), "{err}");
+        assert!(
+            !err.to_string().contains(placeholder),
+            "the value is not echoed: {err}"
+        );
+        Settings::from_vars(&vars(&[(SECRET_VAR, placeholder)])).expect("sandbox may try it");
+    }
+
+    #[test]
+    fn require_https_without_a_trusted_proxy_refuses_to_start() {
+        let err = Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            ("FLUID_WEBHOOKS_LIMITS__REQUIRE_HTTPS", "true"),
+        ]))
+        .expect_err("no proxy");
+        assert!(err.to_string().contains("limits.trusted_proxies"), "{err}");
+        Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            ("FLUID_WEBHOOKS_LIMITS__REQUIRE_HTTPS", "true"),
+            ("FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES", "172.16.0.0/12"),
+        ]))
+        .expect("behind a proxy");
     }
 }

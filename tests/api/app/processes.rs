@@ -160,3 +160,38 @@ async fn migrate_applies_the_migrations_and_exits() {
     .expect("count");
     assert_eq!(tables, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_starting_at_once_on_an_empty_database_migrate_it_once_and_all_serve() {
+    let database = empty_database().await;
+    let vars = [("DATABASE_URL", database.as_str())];
+    let (a, b, c) = tokio::join!(
+        Service::start(&vars, None),
+        Service::start(&vars, None),
+        Service::start(&vars, None)
+    );
+    for (n, replica) in [&a, &b, &c].into_iter().enumerate() {
+        let event = format!("evt_replica_{n}");
+        let body = Event::new("transaction.completed", &event, "FLU-REPLICAS").body();
+        assert_eq!(
+            replica.post(&body).await,
+            200,
+            "replica {n}: {}",
+            replica.logs()
+        );
+    }
+    let pool = PgPool::connect(&database).await.expect("pool");
+    let (applied, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("migrations");
+    let known = fluid_webhooks::store::database::MIGRATOR.iter().count() as i64;
+    assert_eq!((applied, distinct), (known, known), "each migration once");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await
+        .expect("events");
+    assert_eq!(stored, 3);
+}

@@ -1,0 +1,121 @@
+//! Secrets from the environment: each variable may instead name a file (`<NAME>_FILE`), as Docker
+//! and Kubernetes secrets are mounted.
+
+use std::collections::HashMap;
+
+use super::ConfigError;
+use crate::secret::Secret;
+
+/// How `.env.example`'s secrets begin; production refuses to start with one.
+pub(super) const PLACEHOLDER: &str = "replace-with-";
+
+/// A secret from the variable `name`, or from the file `<name>_FILE` names (Docker and
+/// Kubernetes secrets; surrounding whitespace, such as the final newline, is dropped). Unset or
+/// blank is `None`; both set, a file that cannot be read or is empty, an error naming them.
+pub(super) fn secret_var(
+    vars: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let given = |n: &str| vars.get(n).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let file_var = format!("{name}_FILE");
+    match (given(name), given(&file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError::new(format!(
+            "both {name} and {file_var} are set: keep one of them"
+        ))),
+        (Some(value), None) => Ok(Some(Secret::new(value))),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(format!(
+                    "{file_var} names {path}, which cannot be read ({e}): mount the secret there \
+                     or unset {file_var}"
+                ))
+            })?;
+            match text.trim() {
+                "" => Err(ConfigError::new(format!(
+                    "{file_var} names {path}, which is empty: write the secret into it"
+                ))),
+                value => Ok(Some(Secret::new(value))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::{app::config::SECRET_VAR, secret::Secret};
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn every_secret_may_come_from_a_file_but_not_from_both() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("written");
+            path.display().to_string()
+        };
+        let (secret, token, url) = (
+            file("secret", "from-a-file\n"),
+            file("token", "admin-from-file"),
+            file("url", "postgres://u:p%40ss@db:5432/x\n"),
+        );
+        let s = super::super::Settings::from_vars(&vars(&[
+            ("FLUID_WEBHOOK_SECRET_FILE", &secret),
+            ("ADMIN_TOKEN_FILE", &token),
+            ("DATABASE_URL_FILE", &url),
+            ("FLUID_WEBHOOK_SECRET_PREVIOUS_FILE", &token),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            s.secret.expose(),
+            "from-a-file",
+            "the final newline dropped"
+        );
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("admin-from-file")
+        );
+        assert_eq!(
+            s.database_url.as_ref().map(Secret::expose),
+            Some("postgres://u:p%40ss@db:5432/x")
+        );
+        assert!(s.previous_secret.is_some());
+
+        let both = super::super::Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            ("FORWARD_SECRET", "y"),
+            ("FORWARD_SECRET_FILE", &token),
+        ]))
+        .expect_err("both");
+        assert!(
+            both.to_string()
+                .contains("FORWARD_SECRET and FORWARD_SECRET_FILE"),
+            "{both}"
+        );
+        let missing = super::super::Settings::from_vars(&vars(&[(
+            "FLUID_WEBHOOK_SECRET_FILE",
+            "/nonexistent/s",
+        )]))
+        .expect_err("unreadable");
+        assert!(
+            missing.to_string().contains("/nonexistent/s")
+                && missing.to_string().contains("cannot be read"),
+            "{missing}"
+        );
+        let empty = file("empty", "\n");
+        let err = super::super::Settings::from_vars(&vars(&[
+            (SECRET_VAR, "x"),
+            ("FLUID_API_KEY_FILE", &empty),
+        ]))
+        .expect_err("empty");
+        assert!(err.to_string().contains("is empty"), "{err}");
+    }
+}
