@@ -86,6 +86,7 @@ Environment:
   FLUID_WEBHOOK_SECRET_PREVIOUS  the secret before a rotation, accepted too until removed
   DATABASE_URL                   postgres://user:password@host:5432/db; unset: an embedded
                                  PostgreSQL in ./.data (see `fluid-webhooks database-url`)
+  DATABASE_PASSWORD              the URL's password on its own (encoded into it for you)
   FLUID_ENV                      sandbox (default) or production: FLUID's API URL and log format
   PORT, HOST                     where to listen (default 3000 on 127.0.0.1)
   ADMIN_TOKEN                    turns on the admin API under /admin (Bearer token)
@@ -96,7 +97,7 @@ Environment:
                                  FLUID_WEBHOOKS_WORKER__BATCH_SIZE=200; lists comma-separated:
                                  FLUID_WEBHOOKS_LIMITS__TRUSTED_PROXIES=127.0.0.1/32,10.0.0.0/8
   FLUID_WEBHOOKS_CONFIG_DIR      where config/*.toml are read from (default ./config)
-  <SECRET>_FILE                  any secret above (the webhook secrets, DATABASE_URL,
+  <SECRET>_FILE                  any secret above (the webhook secrets, DATABASE_URL or _PASSWORD,
                                  ADMIN_TOKEN, FLUID_API_KEY, FORWARD_SECRET) read from a file,
                                  e.g. FLUID_WEBHOOK_SECRET_FILE=/run/secrets/fluid_webhook_secret";
 

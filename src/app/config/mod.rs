@@ -200,7 +200,7 @@ impl Settings {
             secret: Secret::new(""),
             previous_secret: None,
             admin_token: secret_var(vars, "ADMIN_TOKEN")?,
-            database_url: secret_var(vars, "DATABASE_URL")?,
+            database_url: secrets::database_url(vars)?,
             fluid_api_key: secret_var(vars, reconciliation::API_KEY_VAR)?,
             forward_secret: secret_var(vars, forward::SECRET_VAR)?,
             server: file.server,

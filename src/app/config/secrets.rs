@@ -41,6 +41,53 @@ pub(super) fn secret_var(
     }
 }
 
+/// `DATABASE_URL` with `DATABASE_PASSWORD` (or `DATABASE_PASSWORD_FILE`) put in as its password,
+/// percent-encoded, so a password holding `@ / : # ? %` (as generated ones do) needs no encoding
+/// by hand, and can come from a secret file. The URL must name a user and no password.
+pub(super) fn database_url(vars: &HashMap<String, String>) -> Result<Option<Secret>, ConfigError> {
+    let url = secret_var(vars, "DATABASE_URL")?;
+    let Some(password) = secret_var(vars, "DATABASE_PASSWORD")? else {
+        return Ok(url);
+    };
+    let Some(url) = url else {
+        return Err(ConfigError::new(
+            "DATABASE_PASSWORD is set but DATABASE_URL is not: set DATABASE_URL to \
+             postgres://user@host:5432/database",
+        ));
+    };
+    let text = url.expose();
+    let start = text.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    let Some(at) = text[start..authority_end].rfind('@').map(|i| start + i) else {
+        return Err(ConfigError::new(
+            "DATABASE_PASSWORD is set but DATABASE_URL names no user: write it as \
+             postgres://user@host:5432/database",
+        ));
+    };
+    if text[start..at].contains(':') {
+        return Err(ConfigError::new(
+            "both DATABASE_PASSWORD and a password in DATABASE_URL are set: keep one of them",
+        ));
+    }
+    let encoded: String = password
+        .expose()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(Some(Secret::new(format!(
+        "{}:{encoded}{}",
+        &text[..at],
+        &text[at..]
+    ))))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -117,5 +164,52 @@ mod tests {
         ]))
         .expect_err("empty");
         assert!(err.to_string().contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_database_password_of_its_own_is_encoded_into_the_url() {
+        let url = super::database_url(&vars(&[
+            ("DATABASE_URL", "postgres://fluid@db:5432/x?sslmode=disable"),
+            ("DATABASE_PASSWORD", "p@ss/:#w%rd?"),
+        ]))
+        .expect("valid")
+        .expect("a URL");
+        assert_eq!(
+            url.expose(),
+            "postgres://fluid:p%40ss%2F%3A%23w%25rd%3F@db:5432/x?sslmode=disable"
+        );
+        for (pairs, says) in [
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://fluid:x@db/x"),
+                    ("DATABASE_PASSWORD", "s3cr3t-value"),
+                ],
+                "keep one",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://db/x"),
+                    ("DATABASE_PASSWORD", "s3cr3t-value"),
+                ],
+                "no user",
+            ),
+            (
+                vec![("DATABASE_PASSWORD", "s3cr3t-value")],
+                "DATABASE_URL is not",
+            ),
+        ] {
+            let err = super::database_url(&vars(&pairs)).expect_err("refused");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(
+                !err.to_string().contains("s3cr3t"),
+                "never the value: {err}"
+            );
+        }
+        assert_eq!(
+            super::database_url(&vars(&[("DATABASE_URL", "postgres://u:p@h/d")]))
+                .expect("valid")
+                .map(|u| u.expose().to_string()),
+            Some("postgres://u:p@h/d".to_string())
+        );
     }
 }

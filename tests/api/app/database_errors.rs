@@ -167,3 +167,38 @@ async fn readyz_logs_why_the_database_cannot_be_reached() {
     assert!(!logs.contains("first-password"), "{logs}");
     service.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_full_of_url_characters_can_be_given_on_its_own() {
+    let database = test_database().await;
+    let admin = sqlx::PgPool::connect(&database).await.expect("pool");
+    // The kind of password a generator makes, and compose's POSTGRES_PASSWORD may hold.
+    let password = "p@ss/:#w%rd?";
+    let role = format!("fw_pw_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"
+    )))
+    .execute(&admin)
+    .await
+    .expect("role");
+    let mut url = Url::parse(&database).expect("url");
+    url.set_username(&role).expect("user");
+    url.set_password(None).expect("no password");
+    let service = crate::child::Service::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("DATABASE_PASSWORD", password),
+            ("FLUID_WEBHOOKS_WORKER__ENABLED", "false"),
+        ],
+        None,
+    )
+    .await;
+    let ready = reqwest::get(format!("{}/readyz", service.address))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    assert!(
+        !service.logs().contains(password),
+        "the password is not logged"
+    );
+}
