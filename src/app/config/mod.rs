@@ -146,7 +146,7 @@ impl Settings {
         let mut settings = Self::without_secret(vars)?;
         if settings.env == FluidEnv::Production && secret.expose().starts_with(PLACEHOLDER) {
             return Err(ConfigError::new(format!(
-                "{SECRET_VAR} still holds the placeholder of .env.example: in production it must \
+                "{SECRET_VAR} still holds a placeholder (replace-with-...): in production it must \
                  be the webhook secret FLUID gave you"
             )));
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::ConfigError;
 use crate::secret::Secret;
 
-/// How `.env.example`'s secrets begin; production refuses to start with one.
+/// How example secrets begin (`replace-with-...`); production refuses to start with one.
 pub(super) const PLACEHOLDER: &str = "replace-with-";
 
 /// A secret from the variable `name`, or from the file `<name>_FILE` names (Docker and
