@@ -4,8 +4,8 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use crate::store::db::Db;
 use anyhow::Context;
-use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -28,17 +28,13 @@ pub struct Application {
 
 impl Application {
     /// Binds `server.host:server.port` (port 0 picks a free port) and builds the service.
-    pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings, pool: Db) -> anyhow::Result<Self> {
         let listener = bind(&settings).await?;
         Self::build_on(listener, settings, pool)
     }
 
     /// Builds the service on a port already bound ([`bind`]).
-    pub fn build_on(
-        listener: TcpListener,
-        settings: Settings,
-        pool: PgPool,
-    ) -> anyhow::Result<Self> {
+    pub fn build_on(listener: TcpListener, settings: Settings, pool: Db) -> anyhow::Result<Self> {
         metrics::install();
         let providers = Arc::new(settings.providers()?);
         metrics::register(&providers);

@@ -8,9 +8,9 @@
 //! Saying the same again changes nothing; saying something else about a stored reference (another
 //! amount, currency or partner reference than stored or expected) is a conflict.
 
+use crate::store::db::Db;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 
 use super::{
     mapping::is_decimal,
@@ -124,7 +124,7 @@ impl From<sqlx::Error> for ExpectError {
 
 /// Records an expected debit of FLUID (see the module's doc). Takes the same lock as the worker
 /// applying the transaction's events, so the two take turns.
-pub async fn expect(pool: &PgPool, expectation: &Expectation) -> Result<Expected, ExpectError> {
+pub async fn expect(pool: &Db, expectation: &Expectation) -> Result<Expected, ExpectError> {
     expectation.validate()?;
     let e = expectation;
     let mut tx = pool.begin().await?;

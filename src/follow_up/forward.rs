@@ -16,10 +16,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::store::db::Db;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -121,7 +121,7 @@ type Posted = (Change, Result<(), String>, Duration);
 
 /// Forwards recorded changes to `forward.url`, until told to stop.
 pub struct Forwarder {
-    pool: PgPool,
+    pool: Db,
     client: reqwest::Client,
     url: Url,
     key: Vec<u8>,
@@ -131,7 +131,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder to `url`, signing with `secret` (`whsec_<base64>`).
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         url: Url,
         secret: &Secret,
         settings: ForwardSettings,
@@ -150,7 +150,7 @@ impl Forwarder {
     /// Runs until `shutdown` (which also abandons a round in progress); woken by
     /// `NOTIFY transaction_changes`, else every `interval_ms`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut wakeups = Wakeups::new(self.pool.clone(), CHANNEL);
+        let mut wakeups = Wakeups::new(&self.pool, CHANNEL);
         let mut started = false;
         while !shutdown.is_cancelled() {
             // A shutdown does not wait for the receiver: an unrecorded delivery keeps its lease

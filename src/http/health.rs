@@ -29,7 +29,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         // The pool only says it timed out; one direct connection says why (host, port, cause).
         Ok(Err(e)) if is_unreachable(&e) => {
-            let options = state.pool.connect_options();
+            let options = state.pool.pool().connect_options();
             let why = match connect::probe(&options, Duration::from_secs(2)).await {
                 Err(problem) => problem.message,
                 Ok(()) => e.to_string(),

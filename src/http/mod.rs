@@ -17,8 +17,8 @@ pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
+use crate::store::db::Db;
 use axum::{Router, middleware};
-use sqlx::PgPool;
 use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -34,7 +34,7 @@ use limits::Limits;
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
-    pub pool: PgPool,
+    pub pool: Db,
     /// Where verified deliveries are stored (group commit).
     pub inbox: Inbox,
     /// The senders deliveries are accepted from, with their keys.

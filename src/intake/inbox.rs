@@ -11,8 +11,8 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use crate::store::db::Db;
 use serde::Deserialize;
-use sqlx::PgPool;
 use tokio::{
     sync::{Mutex, mpsc, oneshot},
     task::JoinSet,
@@ -91,11 +91,7 @@ pub struct Inbox {
 impl Inbox {
     /// Starts `settings.flushers` flusher tasks on `pool`. They stop once every `Inbox` handle is
     /// dropped and the events already handed over are stored.
-    pub fn start(
-        pool: PgPool,
-        settings: &IngestSettings,
-        timeout: Duration,
-    ) -> (Self, JoinSet<()>) {
+    pub fn start(pool: Db, settings: &IngestSettings, timeout: Duration) -> (Self, JoinSet<()>) {
         let (queue, receiver) = mpsc::channel(settings.queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let mut flushers = JoinSet::new();
@@ -132,7 +128,7 @@ impl Inbox {
 
 /// Takes whatever is waiting (at least one event, at most `max_batch`) and stores it, until the
 /// queue is closed and empty.
-async fn flush_loop(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>, max_batch: usize) {
+async fn flush_loop(pool: Db, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>, max_batch: usize) {
     loop {
         let mut batch = Vec::new();
         {
@@ -180,7 +176,7 @@ async fn flush_loop(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>,
 
 /// Stores the events in one statement (one commit) and says, for each, whether it is new. The
 /// first of several deliveries of one event id in the batch is the new one.
-async fn insert_batch(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
+async fn insert_batch(pool: &Db, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     // The body is stored as the bytes received: PostgreSQL parses no JSON here.
     let inserted: Vec<(String, String)> = sqlx::query_as(

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use sqlx::PgPool;
+use super::db::Db;
 
 use super::rows::EventStatus;
 
@@ -48,7 +48,7 @@ static DEAD: LazyLock<String> = LazyLock::new(|| {
 
 impl ForPeople {
     /// Reads them.
-    pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn read(pool: &Db) -> Result<Self, sqlx::Error> {
         let (dead, amount_mismatches): (i64, i64) =
             sqlx::query_as(sqlx::AssertSqlSafe(DEAD.as_str()))
                 .fetch_one(pool)
@@ -71,7 +71,7 @@ static EVENTS: LazyLock<String> = LazyLock::new(|| {
 
 impl Backlogs {
     /// Reads them all.
-    pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn read(pool: &Db) -> Result<Self, sqlx::Error> {
         let (inbox, inbox_oldest_secs): (i64, Option<f64>) =
             sqlx::query_as(sqlx::AssertSqlSafe(EVENTS.as_str()))
                 .fetch_one(pool)

@@ -11,7 +11,7 @@ use sqlx::{
     postgres::{PgListener, PgPoolOptions},
 };
 
-use super::{connect, embedded_postgres::EmbeddedPostgres};
+use super::{connect, db::Db, embedded_postgres::EmbeddedPostgres};
 use crate::secret::Secret;
 
 /// The migrations in `migrations/`, compiled into the binary.
@@ -31,6 +31,12 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
     /// How long start-up keeps trying to reach the database.
     pub startup_timeout_secs: u64,
+    /// Whether `DATABASE_URL` is PgBouncer in transaction-pooling mode.
+    pub transaction_pooling: bool,
+    /// `DATABASE_DIRECT_URL` (environment only): PostgreSQL past PgBouncer, for migrations and
+    /// LISTEN. Unset: migrations go through PgBouncer in one transaction, and wake-ups are polls.
+    #[serde(skip)]
+    pub direct_url: Option<Secret>,
 }
 
 impl DatabaseSettings {
@@ -78,10 +84,15 @@ impl Database {
 
     /// A pool on it, with the migrations applied (retrying while it is not reachable, up to
     /// `database.startup_timeout_secs`).
-    pub async fn migrated_pool(&self, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-        let pool = pool(&self.url, settings)?;
-        migrate(&pool, Duration::from_secs(settings.startup_timeout_secs)).await?;
-        Ok(pool)
+    pub async fn migrated_pool(&self, settings: &DatabaseSettings) -> anyhow::Result<Db> {
+        let db = pool(&self.url, settings)?;
+        let timeout = Duration::from_secs(settings.startup_timeout_secs);
+        match db.listen_pool() {
+            // PostgreSQL itself (direct, or DATABASE_DIRECT_URL past PgBouncer).
+            Some(direct) => migrate(&Db::direct(direct.clone()), timeout).await?,
+            None => migrate(&db, timeout).await?,
+        }
+        Ok(db)
     }
 
     /// Its URL (holds the password).
@@ -105,30 +116,55 @@ impl Database {
 
 /// A pool that connects on demand: the service starts, and recovers, without the database being
 /// up at that moment; requests get 503 while it is away.
-pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<Db> {
     // The URL may hold a password: the error names the variable, never the value.
-    let options = connect::options(url)?
-        .application_name("fluid-webhooks")
-        .options([(
-            "statement_timeout",
-            settings.statement_timeout_ms.to_string(),
-        )]);
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-        // No ping before each use: a connection broken by a database restart fails its one batch
-        // (503, FLUID retries) and is replaced; the ping would cost a round trip per batch.
-        .test_before_acquire(false)
-        .connect_lazy_with(options))
+    let options = connect::options(url)?.application_name("fluid-webhooks");
+    let open = |options: sqlx::postgres::PgConnectOptions| {
+        PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            // No ping before each use: a connection broken by a database restart fails its one
+            // batch (503, FLUID retries) and is replaced; the ping would cost a round trip per batch.
+            .test_before_acquire(false)
+            .connect_lazy_with(options)
+    };
+    let statement_timeout = [(
+        "statement_timeout",
+        settings.statement_timeout_ms.to_string(),
+    )];
+    if !settings.transaction_pooling {
+        return Ok(Db::direct(open(options.options(statement_timeout))));
+    }
+    // PgBouncer refuses the startup parameter `options` (set statement_timeout on the role
+    // instead, README), and a statement prepared on one of its server connections is not there
+    // on the next: no statement cache.
+    let through = open(options.statement_cache_capacity(0));
+    let direct = match &settings.direct_url {
+        Some(url) => Some(
+            PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+                .connect_lazy_with(
+                    connect::options(url)
+                        .context("DATABASE_DIRECT_URL")?
+                        .application_name("fluid-webhooks")
+                        .options(statement_timeout),
+                ),
+        ),
+        None => None,
+    };
+    Ok(Db::through_transaction_pooling(through, direct))
 }
 
 /// Applies pending migrations, trying again until `timeout` while the database is not reachable.
-/// Replicas starting together are safe: sqlx holds an advisory lock while it migrates. A cause
-/// that waiting cannot cure (a wrong password, an unknown host) ends it at once, and every
-/// message says what failed: host, port, user and cause.
-pub async fn migrate(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
+/// Replicas starting together are safe: sqlx holds an advisory lock while it migrates (through
+/// PgBouncer, where a session lock would outlive its server connection's client, the migrations
+/// run in one transaction that holds a transaction-level lock until it commits). A cause that
+/// waiting cannot cure (a wrong password, an unknown host) ends it at once, and every message says
+/// what failed: host, port, user and cause.
+pub async fn migrate(db: &Db, timeout: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let options = pool.connect_options();
+    let options = db.pool().connect_options();
     loop {
         match connect::probe(&options, Duration::from_secs(5)).await {
             Ok(()) => break,
@@ -140,7 +176,7 @@ pub async fn migrate(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
         }
     }
     loop {
-        match MIGRATOR.run(pool).await {
+        match run_migrations(db).await {
             Ok(()) => return Ok(()),
             Err(sqlx::migrate::MigrateError::Execute(e))
                 if is_unreachable(&e) && tokio::time::Instant::now() < deadline =>
@@ -151,6 +187,22 @@ pub async fn migrate(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("applying database migrations"),
         }
     }
+}
+
+async fn run_migrations(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
+    if !db.transaction_pooling() {
+        return MIGRATOR.run(db.pool()).await;
+    }
+    // Any number: the key replicas agree on ("fluid-webhooks migrations").
+    const KEY: i64 = 0x666c_7569_645f_6d69;
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(KEY)
+        .execute(&mut *tx)
+        .await?;
+    MIGRATOR.run(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A database failure, sorted by what the caller should do about it.
@@ -215,25 +267,26 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
 /// (the worker, the forwarder). The listening connection is made on [`Wakeups::listen`] and made
 /// again after it breaks; until then the loop just sleeps its pause.
 pub struct Wakeups {
-    pool: PgPool,
+    /// None through PgBouncer without `DATABASE_DIRECT_URL`: the loop only polls.
+    pool: Option<PgPool>,
     channel: &'static str,
     listener: Option<PgListener>,
 }
 
 impl Wakeups {
-    /// Wake-ups on `channel`, listening on a connection of `pool`.
-    pub fn new(pool: PgPool, channel: &'static str) -> Self {
+    /// Wake-ups on `channel`, listening on a connection to PostgreSQL itself, when `db` has one.
+    pub fn new(db: &Db, channel: &'static str) -> Self {
         Self {
-            pool,
+            pool: db.listen_pool().cloned(),
             channel,
             listener: None,
         }
     }
 
-    /// Listens on the channel, unless already listening.
+    /// Listens on the channel, unless already listening (or there is nowhere to listen).
     pub async fn listen(&mut self) -> Result<(), sqlx::Error> {
-        if self.listener.is_none() {
-            let mut listener = PgListener::connect_with(&self.pool).await?;
+        if let (None, Some(pool)) = (&self.listener, &self.pool) {
+            let mut listener = PgListener::connect_with(pool).await?;
             listener.listen(self.channel).await?;
             self.listener = Some(listener);
         }

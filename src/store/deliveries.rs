@@ -9,8 +9,8 @@ use std::{
     time::Duration,
 };
 
+use super::db::Db;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// Upper bounds (milliseconds) of the acknowledgement histogram; one more bucket counts the rest.
@@ -70,7 +70,7 @@ impl Tally {
 
     /// Adds what was counted to `delivery_minutes`; on failure the counts are kept for the next
     /// try.
-    pub async fn flush(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    pub async fn flush(&self, pool: &Db) -> Result<(), sqlx::Error> {
         let taken = match self.0.lock() {
             Ok(mut counts) => std::mem::take(&mut *counts),
             Err(_) => return Ok(()),
@@ -138,7 +138,7 @@ impl Tally {
 
 /// Writes the tally every few seconds and once more at `shutdown`; deletes minutes older than two
 /// days now and then.
-pub async fn run(tally: Tally, pool: PgPool, shutdown: CancellationToken) {
+pub async fn run(tally: Tally, pool: Db, shutdown: CancellationToken) {
     let mut rounds: u64 = 0;
     loop {
         let stopping = tokio::select! {
@@ -186,7 +186,7 @@ pub struct Summary {
 
 impl Summary {
     /// Reads the last day's minutes (at most 1,440 rows per provider and outcome).
-    pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn read(pool: &Db) -> Result<Self, sqlx::Error> {
         let rows: Vec<(String, bool, i64, Vec<i64>)> = sqlx::query_as(
             "SELECT outcome, minute > now() - interval '1 hour', deliveries, ack_buckets \
              FROM delivery_minutes WHERE minute > now() - interval '1 day'",

@@ -8,8 +8,8 @@
 
 use std::{sync::LazyLock, time::Duration};
 
+use super::db::Db;
 use serde::Deserialize;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::rows::{EventStatus, sql_list};
@@ -84,7 +84,7 @@ static PURGES: LazyLock<[(&str, String); 3]> = LazyLock::new(|| {
 /// Deletes what is older than `days` days, `batch` rows at a time, until none is left (or
 /// `shutdown`); returns how many rows it deleted.
 pub async fn purge(
-    pool: &PgPool,
+    pool: &Db,
     days: u32,
     batch: i64,
     shutdown: &CancellationToken,
@@ -109,7 +109,7 @@ pub async fn purge(
 }
 
 /// Runs [`purge`] every `interval_secs` until `shutdown`.
-pub async fn run(pool: PgPool, settings: RetentionSettings, shutdown: CancellationToken) {
+pub async fn run(pool: Db, settings: RetentionSettings, shutdown: CancellationToken) {
     if settings.applied_events_days == 0 {
         return;
     }

@@ -87,6 +87,8 @@ Environment:
   DATABASE_URL                   postgres://user:password@host:5432/db; unset: an embedded
                                  PostgreSQL in ./.data (see `fluid-webhooks database-url`)
   DATABASE_PASSWORD              the URL's password on its own (encoded into it for you)
+  DATABASE_DIRECT_URL            PostgreSQL past PgBouncer (database.transaction_pooling):
+                                 migrations and LISTEN; unset, they go through PgBouncer
   FLUID_ENV                      sandbox (default) or production: FLUID's API URL and log format
   PORT, HOST                     where to listen (default 3000 on 127.0.0.1)
   ADMIN_TOKEN                    turns on the admin API under /admin (Bearer token)

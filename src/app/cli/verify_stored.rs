@@ -4,6 +4,7 @@
 //! code as the live route ([`crate::intake::evidence`]). Rows are read through a cursor, a
 //! thousand at a time, so memory stays flat over millions of events. Exits 1 when any fails.
 
+use crate::store::db::Db;
 use std::io::{IsTerminal, Write};
 
 use chrono::{DateTime, Utc};
@@ -77,7 +78,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 async fn check_all(
-    pool: &sqlx::PgPool,
+    pool: &Db,
     providers: &crate::intake::providers::Providers,
     args: &VerifyArgs,
 ) -> anyhow::Result<Counts> {

@@ -195,6 +195,8 @@ impl Settings {
             ConfigError::new(format!("bad setting `{key}` ({source}): {}", e.inner()))
         })?;
 
+        let mut database = file.database;
+        database.direct_url = secrets::database_direct_url(vars)?;
         let settings = Self {
             env,
             secret: Secret::new(""),
@@ -205,7 +207,7 @@ impl Settings {
             forward_secret: secret_var(vars, forward::SECRET_VAR)?,
             server: file.server,
             ingest: file.ingest,
-            database: file.database,
+            database,
             worker: file.worker,
             log: file.log,
             retention: file.retention,

@@ -46,14 +46,34 @@ pub(super) fn secret_var(
 /// by hand, and can come from a secret file. The URL must name a user and no password.
 pub(super) fn database_url(vars: &HashMap<String, String>) -> Result<Option<Secret>, ConfigError> {
     let url = secret_var(vars, "DATABASE_URL")?;
-    let Some(password) = secret_var(vars, "DATABASE_PASSWORD")? else {
-        return Ok(url);
-    };
-    let Some(url) = url else {
+    if url.is_none() && secret_var(vars, "DATABASE_PASSWORD")?.is_some() {
         return Err(ConfigError::new(
             "DATABASE_PASSWORD is set but DATABASE_URL is not: set DATABASE_URL to \
              postgres://user@host:5432/database",
         ));
+    }
+    with_password(vars, "DATABASE_URL", url)
+}
+
+/// `DATABASE_DIRECT_URL`: PostgreSQL itself, past PgBouncer, for what needs a session
+/// (migrations, LISTEN). `DATABASE_PASSWORD` goes into it as into `DATABASE_URL`.
+pub(super) fn database_direct_url(
+    vars: &HashMap<String, String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let url = secret_var(vars, "DATABASE_DIRECT_URL")?;
+    with_password(vars, "DATABASE_DIRECT_URL", url)
+}
+
+fn with_password(
+    vars: &HashMap<String, String>,
+    name: &str,
+    url: Option<Secret>,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let Some(password) = secret_var(vars, "DATABASE_PASSWORD")? else {
+        return Ok(Some(url));
     };
     let text = url.expose();
     let start = text.find("://").map(|i| i + 3).unwrap_or(0);
@@ -61,15 +81,15 @@ pub(super) fn database_url(vars: &HashMap<String, String>) -> Result<Option<Secr
         .find(['/', '?', '#'])
         .map_or(text.len(), |i| start + i);
     let Some(at) = text[start..authority_end].rfind('@').map(|i| start + i) else {
-        return Err(ConfigError::new(
-            "DATABASE_PASSWORD is set but DATABASE_URL names no user: write it as \
-             postgres://user@host:5432/database",
-        ));
+        return Err(ConfigError::new(format!(
+            "DATABASE_PASSWORD is set but {name} names no user: write it as \
+             postgres://user@host:5432/database"
+        )));
     };
     if text[start..at].contains(':') {
-        return Err(ConfigError::new(
-            "both DATABASE_PASSWORD and a password in DATABASE_URL are set: keep one of them",
-        ));
+        return Err(ConfigError::new(format!(
+            "both DATABASE_PASSWORD and a password in {name} are set: keep one of them"
+        )));
     }
     let encoded: String = password
         .expose()

@@ -14,7 +14,8 @@ use std::{
     time::Instant,
 };
 
-use sqlx::{Connection, PgConnection, PgPool};
+use crate::store::db::Db;
+use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -127,7 +128,7 @@ pub struct Replayed {
 /// Applies stored events until told to stop.
 #[derive(Clone)]
 pub struct Worker {
-    pool: PgPool,
+    pool: Db,
     providers: Arc<Providers>,
     settings: WorkerSettings,
     wake: Arc<Notify>,
@@ -136,7 +137,7 @@ pub struct Worker {
 impl Worker {
     /// A worker over `pool`; `wake` is notified by the webhook route after each new event.
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         providers: Arc<Providers>,
         settings: WorkerSettings,
         wake: Arc<Notify>,
@@ -151,7 +152,7 @@ impl Worker {
 
     /// Runs until `shutdown` is cancelled, then returns after the batch in hand is committed.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut wakeups = Wakeups::new(self.pool.clone(), CHANNEL);
+        let mut wakeups = Wakeups::new(&self.pool, CHANNEL);
         let mut backoff_ms = 0u64;
         while !shutdown.is_cancelled() {
             match self.drain(&shutdown).await {

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use crate::store::db::Db;
+use sqlx::PgConnection;
 
 use super::ReconciliationSettings;
 use crate::backoff;
@@ -24,7 +25,7 @@ pub struct Claim {
 
 /// Takes tokens from the shared bucket and leases that many due transactions, oldest due first.
 /// Nothing before polling is turned on (no budget row yet).
-pub async fn claim(pool: &PgPool, s: &ReconciliationSettings) -> Result<Vec<Claim>, sqlx::Error> {
+pub async fn claim(pool: &Db, s: &ReconciliationSettings) -> Result<Vec<Claim>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some((tokens, idle_secs, paused)): Option<(f64, f64, bool)> = sqlx::query_as(
         "SELECT tokens, greatest(extract(epoch FROM clock_timestamp() - refilled_at)::float8, 0), \

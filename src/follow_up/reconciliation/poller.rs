@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::store::db::Db;
 use chrono::Utc;
-use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ const ONE_MORE_WATCH_AFTER: Duration = Duration::from_secs(60);
 
 /// Polls FLUID for transactions that stay non-final, until told to stop.
 pub struct Poller {
-    pool: PgPool,
+    pool: Db,
     inbox: Inbox,
     api: FluidApi,
     settings: ReconciliationSettings,
@@ -38,7 +38,7 @@ pub struct Poller {
 impl Poller {
     /// A poller over `pool`, asking FLUID with `key` and handing changed statuses to `inbox`.
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         inbox: Inbox,
         key: Secret,
         settings: ReconciliationSettings,

@@ -1,13 +1,13 @@
 //! Console sessions, kept in `console_sessions` so that any replica knows them. The cookie holds
 //! 256 random bits; the table holds their SHA-256 only. Each session has its own CSRF token.
 
+use crate::store::db::Db;
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::http::{AppState, error::Error};
@@ -40,7 +40,7 @@ pub struct Session {
 
 impl Session {
     /// Starts a session; returns its `Set-Cookie` value.
-    pub async fn create(pool: &PgPool, https: bool) -> Result<String, sqlx::Error> {
+    pub async fn create(pool: &Db, https: bool) -> Result<String, sqlx::Error> {
         let value = random_hex();
         sqlx::query(
             "INSERT INTO console_sessions (id_hash, csrf, expires_at) \
@@ -79,7 +79,7 @@ impl Session {
     }
 
     /// Ends the session on every replica.
-    pub async fn end(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    pub async fn end(&self, pool: &Db) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
             .bind(&self.id_hash)
             .execute(pool)

@@ -100,8 +100,8 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
     if due && let Err(e) = read_database_gauges(&state).await {
         tracing::warn!(error = %e, "metrics: database gauges not refreshed");
     }
-    let size = state.pool.size();
-    let idle = u32::try_from(state.pool.num_idle()).unwrap_or(u32::MAX);
+    let size = state.pool.pool().size();
+    let idle = u32::try_from(state.pool.pool().num_idle()).unwrap_or(u32::MAX);
     metrics::gauge!("fluid_webhooks_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("fluid_webhooks_db_pool_connections", "state" => "in_use")
         .set(f64::from(size.saturating_sub(idle)));

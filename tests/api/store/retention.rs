@@ -1,6 +1,7 @@
 //! Retention: old finished events and forwarded changes are deleted in batches; the rest is kept.
 
 use crate::helpers::spawn_app_with;
+use fluid_webhooks::store::db::Db;
 
 #[tokio::test]
 async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
@@ -26,7 +27,7 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
     .expect("old rows");
 
     let purged = fluid_webhooks::store::retention::purge(
-        &app.pool,
+        &Db::from(app.pool.clone()),
         90,
         2,
         &tokio_util::sync::CancellationToken::new(),
@@ -50,9 +51,10 @@ async fn retention_deletes_old_finished_events_in_batches_and_keeps_the_rest() {
         .await
         .expect("forwarding off");
     let cancel = tokio_util::sync::CancellationToken::new();
-    let purged = fluid_webhooks::store::retention::purge(&app.pool, 90, 2, &cancel)
-        .await
-        .expect("purge");
+    let purged =
+        fluid_webhooks::store::retention::purge(&Db::from(app.pool.clone()), 90, 2, &cancel)
+            .await
+            .expect("purge");
     assert_eq!(
         purged, 1,
         "with forwarding off, old changes go whether forwarded or not"
