@@ -20,6 +20,7 @@
 
 mod explain;
 mod machine;
+mod peer;
 mod postgres;
 mod workload;
 
@@ -75,6 +76,9 @@ struct Options {
     /// The service's port (0: any free one); `scripts/render-dashboard` has Prometheus scrape it.
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Leave out the Express peer (benches/peer-express), which needs Node.js and npm.
+    #[arg(long)]
+    no_peer: bool,
     /// Given by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -102,7 +106,82 @@ struct Report {
     max: f64,
     drain_ms: f64,
     peak_rss_mib: f64,
+    /// CPU µs per request of the receiver, PostgreSQL and the load generator (burst and drain).
+    cpu_us: [f64; 3],
+    lost: usize,
     verified: String,
+}
+
+/// Serves the same load as the service, for comparison: the seed guide's Express receiver.
+async fn express_scenario(pg: &EmbeddedPostgres, o: &Options) -> Report {
+    let url = create_database(pg, "peer").await;
+    let mut express = peer::start_express(&url).await;
+    let pid = express.child.id().expect("running");
+    let pool = PgPool::connect(&url).await.expect("pool");
+    let requests = Arc::new(workload(o.events, 0.0, 0.0));
+    let total = requests.len();
+    let cpu_before = cpu_split(pid);
+    let outcome = load(&express.address, requests, o.concurrency).await;
+    let burst_end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let last_applied = peer::wait_for_drain(&pool, (o.events / 2) as i64).await;
+    let (peak_kib, _) = memory_kib(pid);
+    let cpu_after = cpu_split(pid);
+    let stored_ids: HashSet<String> = sqlx::query_scalar("SELECT event_id FROM peer_events")
+        .fetch_all(&pool)
+        .await
+        .expect("ids")
+        .into_iter()
+        .collect();
+    let lost = outcome.acked.difference(&stored_ids).count();
+    pool.close().await;
+    let _ = express.child.start_kill();
+    let _ = express.child.wait().await;
+    report(
+        "Express peer",
+        total,
+        &outcome,
+        (last_applied - burst_end).max(0.0) * 1000.0,
+        peak_kib,
+        cpu_before,
+        cpu_after,
+        lost,
+        format!("stored {}, lost {lost}", stored_ids.len()),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    label: &str,
+    requests: usize,
+    outcome: &workload::Outcome,
+    drain_ms: f64,
+    peak_kib: u64,
+    cpu_before: [f64; 3],
+    cpu_after: [f64; 3],
+    lost: usize,
+    verified: String,
+) -> Report {
+    let mut sorted = outcome.latencies_us.clone();
+    sorted.sort_unstable();
+    let secs = outcome.elapsed.as_secs_f64();
+    Report {
+        label: label.to_string(),
+        requests,
+        rps: requests as f64 / secs,
+        acks_per_s: outcome.statuses[0] as f64 / secs,
+        p50: percentile(&sorted, 50.0),
+        p90: percentile(&sorted, 90.0),
+        p99: percentile(&sorted, 99.0),
+        max: percentile(&sorted, 100.0),
+        drain_ms,
+        peak_rss_mib: peak_kib as f64 / 1024.0,
+        cpu_us: std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / requests as f64),
+        lost,
+        verified,
+    }
 }
 
 async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
@@ -170,23 +249,17 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
     pool.close().await;
     let _ = service.child.start_kill();
     let _ = service.child.wait().await;
-
-    let mut sorted = outcome.latencies_us.clone();
-    sorted.sort_unstable();
-    let secs = outcome.elapsed.as_secs_f64();
-    Report {
-        label: label.to_string(),
-        requests: total,
-        rps: total as f64 / secs,
-        acks_per_s: outcome.statuses[0] as f64 / secs,
-        p50: percentile(&sorted, 50.0),
-        p90: percentile(&sorted, 90.0),
-        p99: percentile(&sorted, 99.0),
-        max: percentile(&sorted, 100.0),
-        drain_ms: drain.as_secs_f64() * 1000.0,
-        peak_rss_mib: peak_kib as f64 / 1024.0,
+    report(
+        label,
+        total,
+        &outcome,
+        drain.as_secs_f64() * 1000.0,
+        peak_kib,
+        cpu_before,
+        cpu_after,
+        lost,
         verified,
-    }
+    )
 }
 
 async fn soak(pg: &EmbeddedPostgres, o: &Options) {
@@ -272,8 +345,11 @@ fn main() {
             pg.stop().await.expect("stop");
             return;
         }
-        let ceiling = pgbench_ceiling(&pg, o.concurrency.clamp(16, 64), if smoke { 1 } else { 5 }).await;
-        println!("pgbench single-row INSERT ... ON CONFLICT DO NOTHING, {} clients: {ceiling:.0} commits/s\n", o.concurrency.clamp(16, 64));
+        let clients = o.concurrency.clamp(16, 64);
+        let seconds = if smoke { 1 } else { 5 };
+        let ceiling = pgbench_ceiling(&pg, clients, seconds, 1).await;
+        let batch_ceiling = pgbench_ceiling(&pg, clients, seconds, 100).await;
+        println!("pgbench INSERT ... ON CONFLICT DO NOTHING, {clients} clients: {ceiling:.0} commits/s one row each, {batch_ceiling:.0} rows/s in 100-row batches\n");
 
         let scenarios: Vec<(String, Options)> = if o.sweep {
             let mut list: Vec<(String, Options)> = [1, 16, 64, 256]
@@ -289,6 +365,7 @@ fn main() {
             "| scenario | requests | req/s | acks/s | vs pgbench | p50 ms | p90 ms | p99 ms | max ms | drain ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let mut checks = Vec::new();
+        let mut ours = None;
         for (label, options) in scenarios {
             let r = scenario(&pg, &label, &options).await;
             println!(
@@ -296,8 +373,29 @@ fn main() {
                 r.label, r.requests, r.rps, r.acks_per_s, r.acks_per_s / ceiling, r.p50, r.p90, r.p99, r.max, r.drain_ms, r.peak_rss_mib
             );
             checks.push(format!("{}: {}", r.label, r.verified));
+            if options.concurrency == o.concurrency && options.duplicates == 0.0 {
+                ours = Some(r);
+            }
         }
         println!();
+        if let (Some(ours), false) = (ours, o.no_peer || smoke || o.sweep) {
+            let express = express_scenario(&pg, &o).await;
+            checks.push(format!("{}: {}", express.label, express.verified));
+            println!("| receiver, C={} | rate | p50 ms | p99 ms | drain ms | CPU µs per event: receiver, PostgreSQL, load generator | lost |\n|---|---|---|---|---|---|---|", o.concurrency);
+            for r in [&ours, &express] {
+                println!(
+                    "| {} | {:.0} acks/s | {:.2} | {:.2} | {:.0} | {:.0}, {:.0}, {:.0} | {} |",
+                    if r.label == "Express peer" { "Express peer (benches/peer-express)" } else { "fluid-webhooks" },
+                    r.acks_per_s, r.p50, r.p99, r.drain_ms, r.cpu_us[0], r.cpu_us[1], r.cpu_us[2], r.lost
+                );
+            }
+            println!("| pgbench, one row per commit | {ceiling:.0} commits/s | | | | | |");
+            println!("| pgbench, 100-row batches | {batch_ceiling:.0} rows/s | | | | | |\n");
+            println!(
+                "fluid-webhooks: {:.2}x pgbench's single-row commit rate, {:.2}x its batch rate, {:.1}x the Express peer\n",
+                ours.acks_per_s / ceiling, ours.acks_per_s / batch_ceiling, ours.acks_per_s / express.acks_per_s
+            );
+        }
         for check in &checks {
             println!("{check}");
         }

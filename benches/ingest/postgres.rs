@@ -29,10 +29,17 @@ pub async fn create_database(pg: &EmbeddedPostgres, name: &str) -> String {
     pg.url_for(name).expose().to_string()
 }
 
-/// PostgreSQL's single-row commit ceiling on this machine now: pgbench running one
-/// `INSERT ... ON CONFLICT DO NOTHING` per transaction from `clients` connections for `seconds`.
-pub async fn pgbench_ceiling(pg: &EmbeddedPostgres, clients: usize, seconds: u32) -> f64 {
-    let url = create_database(pg, "ceiling").await;
+/// PostgreSQL's commit ceiling on this machine now: pgbench running one
+/// `INSERT ... ON CONFLICT DO NOTHING` of `rows` rows per transaction from `clients` connections
+/// for `seconds`. Rows per second (commits per second for one row).
+pub async fn pgbench_ceiling(
+    pg: &EmbeddedPostgres,
+    clients: usize,
+    seconds: u32,
+    rows: u32,
+) -> f64 {
+    let database = format!("ceiling_{rows}");
+    let url = create_database(pg, &database).await;
     let mut conn = PgConnection::connect(&url).await.expect("ceiling db");
     sqlx::query("CREATE TABLE ceiling (id text PRIMARY KEY, payload jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now())")
         .execute(&mut conn)
@@ -42,7 +49,11 @@ pub async fn pgbench_ceiling(pg: &EmbeddedPostgres, clients: usize, seconds: u32
         std::env::temp_dir().join(format!("fluid-webhooks-pgbench-{}.sql", std::process::id()));
     std::fs::write(
         &script,
-        "\\set id random(1, 2000000000)\nINSERT INTO ceiling (id, payload) VALUES ('evt_' || :client_id || '_' || :id, '{\"event\":\"transaction.completed\",\"amount\":100.00}') ON CONFLICT (id) DO NOTHING;\n",
+        if rows == 1 {
+            "\\set id random(1, 2000000000)\nINSERT INTO ceiling (id, payload) VALUES ('evt_' || :client_id || '_' || :id, '{\"event\":\"transaction.completed\",\"amount\":100.00}') ON CONFLICT (id) DO NOTHING;\n".to_string()
+        } else {
+            format!("\\set id random(1, 2000000000)\nINSERT INTO ceiling (id, payload) SELECT 'evt_' || :client_id || '_' || :id || '_' || g, '{{\"event\":\"transaction.completed\",\"amount\":100.00}}' FROM generate_series(1, {rows}) g ON CONFLICT (id) DO NOTHING;\n")
+        },
     )
     .expect("script");
     let url: reqwest::Url = url.parse().expect("url");
@@ -62,7 +73,7 @@ pub async fn pgbench_ceiling(pg: &EmbeddedPostgres, clients: usize, seconds: u32
             &pg.port().to_string(),
             "-U",
             "postgres",
-            "ceiling",
+            &database,
         ])
         .env("PGPASSWORD", url.password().unwrap_or_default())
         .output()
@@ -73,7 +84,8 @@ pub async fn pgbench_ceiling(pg: &EmbeddedPostgres, clients: usize, seconds: u32
     text.lines()
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|tps| tps * f64::from(rows))
         .unwrap_or_else(|| {
             panic!(
                 "pgbench said: {text}{}",

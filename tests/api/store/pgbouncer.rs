@@ -39,14 +39,14 @@ impl Drop for Bouncer {
 }
 
 /// `None` (the test says so and passes) when pgbouncer is not installed, unless
-/// FLUID_WEBHOOKS_REQUIRE_PGBOUNCER is set, as `.ci/run` does.
+/// TEST_REQUIRE_PGBOUNCER is set, as `.ci/run` does.
 fn start_bouncer(server: &reqwest::Url) -> Option<Bouncer> {
     let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(binary) = binary else {
         assert!(
-            std::env::var_os("FLUID_WEBHOOKS_REQUIRE_PGBOUNCER").is_none(),
+            std::env::var_os("TEST_REQUIRE_PGBOUNCER").is_none(),
             "pgbouncer is not installed: apt-get install pgbouncer"
         );
         eprintln!("SKIPPED: pgbouncer is not installed (apt-get install pgbouncer)");
