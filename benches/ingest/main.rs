@@ -129,13 +129,7 @@ async fn express_scenario(pg: &EmbeddedPostgres, o: &Options) -> Report {
     let last_applied = peer::wait_for_drain(&pool, (o.events / 2) as i64).await;
     let (peak_kib, _) = memory_kib(pid);
     let cpu_after = cpu_split(pid);
-    let stored_ids: HashSet<String> = sqlx::query_scalar("SELECT event_id FROM peer_events")
-        .fetch_all(&pool)
-        .await
-        .expect("ids")
-        .into_iter()
-        .collect();
-    let lost = outcome.acked.difference(&stored_ids).count();
+    let (stored, lost) = stored_and_lost(&pool, "peer_events", &outcome.acked).await;
     pool.close().await;
     let _ = express.child.start_kill();
     let _ = express.child.wait().await;
@@ -148,8 +142,20 @@ async fn express_scenario(pg: &EmbeddedPostgres, o: &Options) -> Report {
         cpu_before,
         cpu_after,
         lost,
-        format!("stored {}, lost {lost}", stored_ids.len()),
+        format!("stored {stored}, lost {lost}"),
     )
+}
+
+/// How many events `table` holds, and how many acknowledged ones it lacks.
+async fn stored_and_lost(pool: &PgPool, table: &str, acked: &HashSet<String>) -> (usize, usize) {
+    let stored: HashSet<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT event_id FROM {table}")))
+            .fetch_all(pool)
+            .await
+            .expect("ids")
+            .into_iter()
+            .collect();
+    (stored.len(), acked.difference(&stored).count())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -219,13 +225,7 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
     .fetch_one(&pool)
     .await
     .expect("verify");
-    let stored_ids: HashSet<String> = sqlx::query_scalar("SELECT event_id FROM webhook_events")
-        .fetch_all(&pool)
-        .await
-        .expect("ids")
-        .into_iter()
-        .collect();
-    let lost = outcome.acked.difference(&stored_ids).count();
+    let (_, lost) = stored_and_lost(&pool, "webhook_events", &outcome.acked).await;
     // What one stored event costs on disk: the table with its indexes and TOAST.
     let bytes_per_event: f64 = sqlx::query_scalar(
         "SELECT pg_total_relation_size('webhook_events')::float8 / greatest(count(*), 1) \

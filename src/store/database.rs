@@ -86,12 +86,7 @@ impl Database {
     /// `database.startup_timeout_secs`).
     pub async fn migrated_pool(&self, settings: &DatabaseSettings) -> anyhow::Result<Db> {
         let db = pool(&self.url, settings)?;
-        let timeout = Duration::from_secs(settings.startup_timeout_secs);
-        match db.listen_pool() {
-            // PostgreSQL itself (direct, or DATABASE_DIRECT_URL past PgBouncer).
-            Some(direct) => migrate(&Db::direct(direct.clone()), timeout).await?,
-            None => migrate(&db, timeout).await?,
-        }
+        migrate(&db, Duration::from_secs(settings.startup_timeout_secs)).await?;
         Ok(db)
     }
 
@@ -133,24 +128,21 @@ pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<Db> {
         settings.statement_timeout_ms.to_string(),
     )];
     if !settings.transaction_pooling {
-        return Ok(Db::direct(open(options.options(statement_timeout))));
+        return Ok(Db::direct(open(options.options(statement_timeout.clone()))));
     }
     // PgBouncer refuses the startup parameter `options` (set statement_timeout on the role
     // instead, README), and a statement prepared on one of its server connections is not there
     // on the next: no statement cache.
     let through = open(options.statement_cache_capacity(0));
+    // Sized like the main pool: each worker task and the forwarder hold one of its connections
+    // to LISTEN on.
     let direct = match &settings.direct_url {
-        Some(url) => Some(
-            PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-                .connect_lazy_with(
-                    connect::options(url)
-                        .context("DATABASE_DIRECT_URL")?
-                        .application_name("fluid-webhooks")
-                        .options(statement_timeout),
-                ),
-        ),
+        Some(url) => Some(open(
+            connect::options(url)
+                .context("DATABASE_DIRECT_URL")?
+                .application_name("fluid-webhooks")
+                .options(statement_timeout),
+        )),
         None => None,
     };
     Ok(Db::through_transaction_pooling(through, direct))
@@ -164,7 +156,7 @@ pub fn pool(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<Db> {
 /// what failed: host, port, user and cause.
 pub async fn migrate(db: &Db, timeout: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let options = db.pool().connect_options();
+    let options = db.session_pool().unwrap_or(db.pool()).connect_options();
     loop {
         match connect::probe(&options, Duration::from_secs(5)).await {
             Ok(()) => break,
@@ -189,9 +181,11 @@ pub async fn migrate(db: &Db, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
+/// On PostgreSQL itself when there is a session to be had (direct, or `DATABASE_DIRECT_URL`);
+/// else through PgBouncer, in one transaction.
 async fn run_migrations(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
-    if !db.transaction_pooling() {
-        return MIGRATOR.run(db.pool()).await;
+    if let Some(session) = db.session_pool() {
+        return MIGRATOR.run(session).await;
     }
     // Any number: the key replicas agree on ("fluid-webhooks migrations").
     const KEY: i64 = 0x666c_7569_645f_6d69;
@@ -277,7 +271,7 @@ impl Wakeups {
     /// Wake-ups on `channel`, listening on a connection to PostgreSQL itself, when `db` has one.
     pub fn new(db: &Db, channel: &'static str) -> Self {
         Self {
-            pool: db.listen_pool().cloned(),
+            pool: db.session_pool().cloned(),
             channel,
             listener: None,
         }

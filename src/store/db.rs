@@ -49,20 +49,16 @@ impl Db {
         &self.pool
     }
 
-    /// A pool on PostgreSQL itself, where a session lasts (LISTEN), if there is one.
-    pub fn listen_pool(&self) -> Option<&PgPool> {
+    /// A pool on PostgreSQL itself, where a session lasts (LISTEN, migrations), if there is one.
+    pub fn session_pool(&self) -> Option<&PgPool> {
         self.direct.as_ref()
-    }
-
-    /// Whether statements are sent through PgBouncer in transaction-pooling mode.
-    pub fn transaction_pooling(&self) -> bool {
-        self.transaction_pooling
     }
 
     /// Closes the pools, waiting for the connections in use to come back.
     pub async fn close(&self) {
         self.pool.close().await;
-        if let Some(direct) = &self.direct {
+        // Direct, it is the same pool.
+        if let (true, Some(direct)) = (self.transaction_pooling, &self.direct) {
             direct.close().await;
         }
     }
