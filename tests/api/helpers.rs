@@ -341,6 +341,21 @@ pub async fn eventually(what: &str, check: impl AsyncFn() -> bool) {
     }
 }
 
+/// Waits until the follow-up owning `table` (`reconciliation_budget` for polling, `forwarding` for
+/// forwarding) is on for every replica: its first start writes the table's one row. A transaction
+/// a worker creates before then is watched only by the poller's rescan a minute later, and its
+/// change is not forwarded at all, so a test under load would race it.
+pub async fn wait_until_on(pool: &PgPool, table: &'static str) {
+    let query = format!("SELECT count(*) FROM {table}");
+    eventually(&format!("{table} has its row"), async || {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(query.clone()))
+            .fetch_one(pool)
+            .await
+            .is_ok_and(|n| n == 1)
+    })
+    .await;
+}
+
 /// Waits until no event is pending in the database, up to 20 s.
 pub async fn wait_until_processed(pool: &PgPool) {
     eventually("every stored event applied", async || {

@@ -9,7 +9,7 @@ use fluid_webhooks::{app::config::Settings, intake::signature::standard, secret:
 use serde_json::Value;
 
 use crate::{
-    helpers::{Event, TestApp, eventually, sample, spawn_app_on, spawn_app_with},
+    helpers::{Event, TestApp, eventually, sample, spawn_app_on, spawn_app_with, wait_until_on},
     stand_in::{Reply, Seen, StandIn},
 };
 
@@ -46,6 +46,7 @@ fn statuses(seen: &[Seen]) -> Vec<(String, String)> {
 async fn every_status_change_is_forwarded_signed_and_in_order() {
     let receiver = StandIn::start(|_, _| Reply::json(204, "")).await;
     let app = spawn_app_with(forwarding_to(&receiver)).await;
+    wait_until_on(&app.pool, "forwarding").await;
     for (event, id, second) in [
         ("transaction.pending", "evt_f1", 1),
         ("transaction.pending", "evt_f2", 2), // no change: not forwarded
@@ -143,6 +144,7 @@ async fn a_failing_receiver_gets_every_change_again_in_order_from_two_replicas()
     let app = spawn_app_with(forwarding_to(&receiver)).await;
     // A second replica forwards from the same database: order must hold across both.
     let _replica = spawn_app_on(app.database_url.clone(), forwarding_to(&receiver)).await;
+    wait_until_on(&app.pool, "forwarding").await;
     for (event, id, reference, second) in [
         ("transaction.pending", "evt_g1", "FLU-G1", 1),
         ("transaction.pending", "evt_g2", "FLU-G2", 1),

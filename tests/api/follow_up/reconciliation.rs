@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use fluid_webhooks::{app::config::Settings, secret::Secret};
 
 use crate::{
-    helpers::{Event, TestApp, eventually, sample, spawn_app_on, spawn_app_with, test_database},
+    helpers::{
+        Event, TestApp, eventually, sample, spawn_app_on, spawn_app_with, test_database,
+        wait_until_on,
+    },
     stand_in::{Reply, StandIn},
 };
 
@@ -51,6 +54,7 @@ async fn a_transaction_left_pending_is_polled_and_settled_through_the_rules() {
     })
     .await;
     let app = spawn_app_with(polling(&fluid)).await;
+    wait_until_on(&app.pool, "reconciliation_budget").await;
     app.deliver(&[Event::new("transaction.pending", "evt_r1", "FLU-R1").at(1)])
         .await;
 
@@ -147,6 +151,7 @@ async fn errors_timeouts_and_429_are_retried_and_retry_after_is_honoured() {
     })
     .await;
     let app = spawn_app_with(polling(&fluid)).await;
+    wait_until_on(&app.pool, "reconciliation_budget").await;
     app.deliver(&[Event::new("transaction.processing", "evt_r2", "FLU-R2").at(1)])
         .await;
 
@@ -194,6 +199,7 @@ async fn a_backward_answer_changes_nothing_and_polling_stops_after_max_attempts(
         s.reconciliation.max_attempts = 3;
     })
     .await;
+    wait_until_on(&app.pool, "reconciliation_budget").await;
     app.deliver(&[Event::new("transaction.processing", "evt_r3", "FLU-R3").at(10)])
         .await;
 
@@ -286,6 +292,7 @@ async fn replicas_share_one_rate_limit() {
     let database = test_database().await;
     let first = spawn_app_on(database.clone(), limited.clone()).await;
     let _second = spawn_app_on(database, limited).await;
+    wait_until_on(&first.pool, "reconciliation_budget").await;
     let started = Instant::now();
     for n in 0..8 {
         let (id, reference) = (format!("evt_rl{n}"), format!("FLU-RL{n}"));
@@ -345,14 +352,7 @@ async fn a_poll_claimed_by_a_replica_that_died_is_taken_over_when_its_lease_ends
         s.reconciliation.after_secs = 3600; // only the leased row below is due
     })
     .await;
-    eventually("polling turned on", async || {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reconciliation_budget")
-            .fetch_one(&app.pool)
-            .await
-            .expect("count")
-            == 1
-    })
-    .await;
+    wait_until_on(&app.pool, "reconciliation_budget").await;
     app.deliver(&[Event::new("transaction.pending", "evt_r6", "FLU-R6").at(1)])
         .await;
 
@@ -392,15 +392,7 @@ async fn an_expected_debit_that_no_webhook_reaches_ends_completed_from_a_poll() 
     })
     .await;
     let app = spawn_app_with(polling(&fluid)).await;
-    // Watching starts with the first poller (its budget row); an expectation stored before that
-    // is picked up only by the poller's rescan a minute later, so wait for it, as under load.
-    eventually("the poller turned watching on", async || {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reconciliation_budget")
-            .fetch_one(&app.pool)
-            .await
-            .is_ok_and(|n| n == 1)
-    })
-    .await;
+    wait_until_on(&app.pool, "reconciliation_budget").await;
     let (status, body) = app
         .post_json_with_token(
             "/admin/transactions",

@@ -18,7 +18,7 @@ use fluid_webhooks::{
 use sqlx::PgPool;
 
 use crate::{
-    helpers::{Event, empty_database, eventually, reachable_temp_dir, spawn_app_on},
+    helpers::{Event, empty_database, eventually, reachable_temp_dir, spawn_app_on, wait_until_on},
     stand_in::{Reply, StandIn},
 };
 
@@ -185,6 +185,9 @@ async fn two_replicas_through_pgbouncer_in_transaction_mode_lose_and_double_noth
         spawn_app_on(through.clone(), tweak(false)).await,
         spawn_app_on(through.clone(), tweak(true)).await,
     ];
+    for table in ["reconciliation_budget", "forwarding"] {
+        wait_until_on(&pool, table).await;
+    }
     // Every completed event to both replicas at once (a redelivery racing its first delivery),
     // and pending ones that only reconciliation settles.
     let mut sends: Vec<(usize, String)> = Vec::new();
