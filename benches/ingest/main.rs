@@ -9,6 +9,7 @@
 //! cargo bench --bench ingest -- --sweep               # C = 1, 16, 64, 256 and 20 % duplicates
 //! cargo bench --bench ingest -- --soak-secs 600       # steady load, RSS sampled every 10 s
 //! cargo bench --bench ingest -- --explain-at 1000000  # plans of the statements that run, at 1 M events
+//! cargo bench --bench ingest -- --statements --no-peer # PostgreSQL's time per event, statement by statement
 //! ```
 //!
 //! `cargo test` runs it too, briefly (a few hundred events, the plans at a few thousand, one
@@ -22,6 +23,7 @@ mod explain;
 mod machine;
 mod peer;
 mod postgres;
+mod statements;
 mod workload;
 
 use std::{
@@ -79,6 +81,9 @@ struct Options {
     /// Leave out the Express peer (benches/peer-express), which needs Node.js and npm.
     #[arg(long)]
     no_peer: bool,
+    /// Load pg_stat_statements and print, after the run, what each statement costs per event.
+    #[arg(long)]
+    statements: bool,
     /// Given by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -198,6 +203,9 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
     let requests = Arc::new(workload(o.events, o.duplicates, o.bad_signatures));
     let total = requests.len();
 
+    if o.statements {
+        statements::reset(&pool).await;
+    }
     let cpu_before = cpu_split(pid);
     let outcome = load(&service.address, requests, o.concurrency).await;
     let burst_end = Instant::now();
@@ -214,6 +222,9 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
         per_event(1),
         per_event(2)
     );
+    if o.statements {
+        statements::print(&pool, total, per_event(1)).await;
+    }
 
     // Every acknowledged event stored once and applied once; nothing stored that was not sent.
     let (stored, applied_once, completed): (i64, i64, i64) = sqlx::query_as(
@@ -247,8 +258,18 @@ async fn scenario(pg: &EmbeddedPostgres, label: &str, o: &Options) -> Report {
             "\n    storage: {bytes_per_event:.0} bytes per stored event (table, indexes, TOAST)"
         );
     pool.close().await;
-    let _ = service.child.start_kill();
-    let _ = service.child.wait().await;
+    // SIGTERM, so a profiler wrapping the service (BENCH_SERVICE_WRAPPER) writes its counts.
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    if tokio::time::timeout(Duration::from_secs(60), service.child.wait())
+        .await
+        .is_err()
+    {
+        let _ = service.child.start_kill();
+        let _ = service.child.wait().await;
+    }
     report(
         label,
         total,
@@ -344,6 +365,9 @@ fn main() {
             soak(&pg, &o).await;
             pg.stop().await.expect("stop");
             return;
+        }
+        if o.statements {
+            statements::enable(&pg).await;
         }
         let clients = o.concurrency.clamp(16, 64);
         let seconds = if smoke { 1 } else { 5 };

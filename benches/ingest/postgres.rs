@@ -108,7 +108,14 @@ pub async fn start_service(database_url: &str, log: &str, worker: bool, port: u1
         .local_addr()
         .expect("addr")
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_fluid-webhooks"))
+    // `BENCH_SERVICE_WRAPPER="valgrind --tool=callgrind"` runs the service under a profiler:
+    // instruction counts per request, stable on a busy machine (the README's profile).
+    let binary = env!("CARGO_BIN_EXE_fluid-webhooks");
+    let wrapper = std::env::var("BENCH_SERVICE_WRAPPER").unwrap_or_default();
+    let mut command: Vec<&str> = wrapper.split_whitespace().collect();
+    command.push(binary);
+    let child = Command::new(command[0])
+        .args(&command[1..])
         .arg("serve")
         .env("FLUID_WEBHOOK_SECRET", SECRET)
         .env("DATABASE_URL", database_url)
@@ -125,7 +132,7 @@ pub async fn start_service(database_url: &str, log: &str, worker: bool, port: u1
         .expect("start the service");
     let address = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while client
         .get(format!("{address}/readyz"))
         .send()
@@ -146,7 +153,10 @@ pub async fn start_service(database_url: &str, log: &str, worker: bool, port: u1
 pub async fn wait_for_drain(pool: &PgPool) {
     loop {
         let pending: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE status = $1")
+            sqlx::query_scalar(
+                // Marked, so that `--statements` leaves the benchmark's own queries out.
+                "/* bench */ SELECT count(*) FROM webhook_events WHERE status = $1",
+            )
                 .bind(EventStatus::Pending.as_str())
                 .fetch_one(pool)
                 .await

@@ -1,0 +1,124 @@
+//! `--statements`: where PostgreSQL's time goes, per event. `pg_stat_statements` is loaded into the
+//! benchmark's private PostgreSQL (one restart), emptied just before the service's load, and read
+//! back once the last event is applied: each statement the service ran, with its calls, executor
+//! time, rows, WAL and the pages it dirtied, divided by the events sent. Executor time includes the
+//! triggers a statement fires; what it cannot show is the commit itself (the WAL flush), which
+//! is counted in the table's last line as the remainder of PostgreSQL's CPU.
+
+use fluid_webhooks::store::embedded_postgres::EmbeddedPostgres;
+use sqlx::PgPool;
+
+/// Loads `pg_stat_statements` (a restart) and creates it in `template1`, so every database the
+/// benchmark creates has it.
+pub async fn enable(pg: &EmbeddedPostgres) {
+    let admin = PgPool::connect(pg.url().expose())
+        .await
+        .expect("admin pool");
+    sqlx::query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        .execute(&admin)
+        .await
+        .expect("preload");
+    admin.close().await;
+    pg.restart().await.expect("restart with pg_stat_statements");
+    // Known only once the library is loaded; sessions opened after the reload count nested
+    // statements (a trigger's) too.
+    let admin = PgPool::connect(pg.url().expose())
+        .await
+        .expect("admin pool");
+    for statement in [
+        "ALTER SYSTEM SET pg_stat_statements.track = 'all'",
+        "SELECT pg_reload_conf()",
+    ] {
+        sqlx::query(statement)
+            .execute(&admin)
+            .await
+            .expect("track nested statements too");
+    }
+    admin.close().await;
+    let template = PgPool::connect(pg.url_for("template1").expose())
+        .await
+        .expect("template1");
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&template)
+        .await
+        .expect("extension");
+    template.close().await;
+}
+
+/// Forgets what was counted so far (the migrations, pgbench).
+pub async fn reset(pool: &PgPool) {
+    sqlx::query("SELECT pg_stat_statements_reset()")
+        .execute(pool)
+        .await
+        .expect("reset");
+}
+
+/// One statement's totals.
+#[derive(sqlx::FromRow)]
+struct Row {
+    query: String,
+    toplevel: bool,
+    calls: i64,
+    total_ms: f64,
+    rows: i64,
+    wal_bytes: f64,
+    dirtied: i64,
+}
+
+/// Prints the statements of `pool`'s database that took at least 0.5 % of the executor time,
+/// costliest first, per event of `events`; `postgres_cpu_us` is PostgreSQL's whole CPU per event
+/// (from `/proc`), against which the executor's share is shown.
+pub async fn print(pool: &PgPool, events: usize, postgres_cpu_us: f64) {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, toplevel, calls, \
+                total_exec_time AS total_ms, rows, wal_bytes::float8 AS wal_bytes, \
+                shared_blks_dirtied AS dirtied \
+         FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '/* bench */%' \
+         ORDER BY total_exec_time DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("pg_stat_statements");
+    let events = events as f64;
+    let top_level_ms: f64 = rows.iter().filter(|r| r.toplevel).map(|r| r.total_ms).sum();
+    println!(
+        "\nPostgreSQL per event, from pg_stat_statements ({events:.0} events; executor time, triggers included in the statement that fires them; nested statements indented)\n"
+    );
+    println!(
+        "| statement | calls per 1,000 events | µs per event | rows per event | WAL bytes per event | pages dirtied per 1,000 events |\n|---|---|---|---|---|---|"
+    );
+    for r in rows
+        .iter()
+        .filter(|r| r.total_ms >= top_level_ms * 0.005)
+    {
+        let mut text: String = r.query.chars().take(110).collect();
+        if text.len() < r.query.len() {
+            text.push_str(" …");
+        }
+        println!(
+            "| {}`{}` | {:.1} | {:.1} | {:.2} | {:.0} | {:.1} |",
+            if r.toplevel { "" } else { "↳ " },
+            text.replace('|', "\\|"),
+            r.calls as f64 * 1000.0 / events,
+            r.total_ms * 1000.0 / events,
+            r.rows as f64 / events,
+            r.wal_bytes / events,
+            r.dirtied as f64 * 1000.0 / events,
+        );
+    }
+    let executor_us = top_level_ms * 1000.0 / events;
+    println!(
+        "| all top-level statements | | {executor_us:.1} | | {:.0} | |",
+        rows.iter()
+            .filter(|r| r.toplevel)
+            .map(|r| r.wal_bytes)
+            .sum::<f64>()
+            / events
+    );
+    println!(
+        "| the rest of PostgreSQL's CPU (parsing, protocol, commits, WAL writer, checkpoints, autovacuum) | | {:.1} | | | |\n",
+        (postgres_cpu_us - executor_us).max(0.0)
+    );
+}
