@@ -152,15 +152,14 @@ pub async fn start_service(database_url: &str, log: &str, worker: bool, port: u1
 /// Returns once the worker has applied every stored event.
 pub async fn wait_for_drain(pool: &PgPool) {
     loop {
-        let pending: i64 =
-            sqlx::query_scalar(
-                // Marked, so that `--statements` leaves the benchmark's own queries out.
-                "/* bench */ SELECT count(*) FROM webhook_events WHERE status = $1",
-            )
-                .bind(EventStatus::Pending.as_str())
-                .fetch_one(pool)
-                .await
-                .expect("pending");
+        let pending: i64 = sqlx::query_scalar(
+            // Marked, so that `--statements` leaves the benchmark's own queries out.
+            "/* bench */ SELECT count(*) FROM webhook_events WHERE status = $1",
+        )
+        .bind(EventStatus::Pending.as_str())
+        .fetch_one(pool)
+        .await
+        .expect("pending");
         if pending == 0 {
             return;
         }

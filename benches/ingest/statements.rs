@@ -89,10 +89,7 @@ pub async fn print(pool: &PgPool, events: usize, postgres_cpu_us: f64) {
     println!(
         "| statement | calls per 1,000 events | µs per event | rows per event | WAL bytes per event | pages dirtied per 1,000 events |\n|---|---|---|---|---|---|"
     );
-    for r in rows
-        .iter()
-        .filter(|r| r.total_ms >= top_level_ms * 0.005)
-    {
+    for r in rows.iter().filter(|r| r.total_ms >= top_level_ms * 0.005) {
         let mut text: String = r.query.chars().take(110).collect();
         if text.len() < r.query.len() {
             text.push_str(" …");
