@@ -8,7 +8,10 @@ use fluid_webhooks::app::cli::{self, Cli};
 #[tokio::main]
 async fn main() -> ExitCode {
     fluid_webhooks::install_crypto_provider();
-    match cli::run(Cli::parse()).await {
+    let outcome = cli::run(Cli::parse()).await;
+    // Log lines still in memory are written before the process ends.
+    fluid_webhooks::app::telemetry::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -78,6 +78,10 @@ pub fn describe() {
             "fluid_webhooks_forwarded_total",
             "POSTs of status changes to forward.url, by outcome.",
         ),
+        (
+            "fluid_webhooks_log_lines_dropped_total",
+            "Log lines dropped because stderr did not keep up (the request was not held up).",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(*name, Unit::Count, *help);
@@ -185,6 +189,7 @@ pub fn register(providers: &Providers) {
             .increment(0);
     }
     metrics::counter!("fluid_webhooks_reconciliation_exhausted_total").increment(0);
+    metrics::counter!("fluid_webhooks_log_lines_dropped_total").increment(0);
     for outcome in FORWARD_OUTCOMES {
         metrics::counter!("fluid_webhooks_forwarded_total", "outcome" => *outcome).increment(0);
     }

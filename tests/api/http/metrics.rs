@@ -48,6 +48,7 @@ async fn metrics_count_deliveries_processing_and_describe_the_database() {
         r#"fluid_webhooks_reconciliation_watched{state="polling"}"#,
         "fluid_webhooks_forward_backlog ",
         "fluid_webhooks_forward_oldest_age_seconds ",
+        "fluid_webhooks_log_lines_dropped_total ",
     ] {
         assert!(
             text.lines().any(|line| line.starts_with(name)),
