@@ -66,8 +66,9 @@ struct Options {
     /// Instead: send rounds of `--events` for this many seconds, printing memory.
     #[arg(long, default_value_t = 0)]
     soak_secs: u64,
-    /// The service's log level (`RUST_LOG`).
-    #[arg(long, default_value = "warn")]
+    /// The service's log level (`RUST_LOG`); `info` is the service's own default, one line per
+    /// delivery and per applied event.
+    #[arg(long, default_value = "info")]
     log: String,
     /// Run the service without its worker: storing only.
     #[arg(long)]

@@ -11,38 +11,39 @@ use sqlx::PgPool;
 /// Loads `pg_stat_statements` (a restart) and creates it in `template1`, so every database the
 /// benchmark creates has it.
 pub async fn enable(pg: &EmbeddedPostgres) {
-    let admin = PgPool::connect(pg.url().expose())
-        .await
-        .expect("admin pool");
-    sqlx::query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-        .execute(&admin)
-        .await
-        .expect("preload");
-    admin.close().await;
+    run_on(
+        pg.url().expose(),
+        &["ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"],
+    )
+    .await;
     pg.restart().await.expect("restart with pg_stat_statements");
     // Known only once the library is loaded; sessions opened after the reload count nested
     // statements (a trigger's) too.
-    let admin = PgPool::connect(pg.url().expose())
-        .await
-        .expect("admin pool");
-    for statement in [
-        "ALTER SYSTEM SET pg_stat_statements.track = 'all'",
-        "SELECT pg_reload_conf()",
-    ] {
-        sqlx::query(statement)
-            .execute(&admin)
+    run_on(
+        pg.url().expose(),
+        &[
+            "ALTER SYSTEM SET pg_stat_statements.track = 'all'",
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    run_on(
+        pg.url_for("template1").expose(),
+        &["CREATE EXTENSION IF NOT EXISTS pg_stat_statements"],
+    )
+    .await;
+}
+
+/// Runs `statements` in order on a connection of its own to `url`.
+async fn run_on(url: &str, statements: &[&'static str]) {
+    let pool = PgPool::connect(url).await.expect("connect");
+    for statement in statements {
+        sqlx::query(*statement)
+            .execute(&pool)
             .await
-            .expect("track nested statements too");
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
-    admin.close().await;
-    let template = PgPool::connect(pg.url_for("template1").expose())
-        .await
-        .expect("template1");
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(&template)
-        .await
-        .expect("extension");
-    template.close().await;
+    pool.close().await;
 }
 
 /// Forgets what was counted so far (the migrations, pgbench).
