@@ -46,12 +46,65 @@ async fn run_on(url: &str, statements: &[&'static str]) {
     pool.close().await;
 }
 
-/// Forgets what was counted so far (the migrations, pgbench).
+/// Forgets what was counted so far (the migrations, pgbench): statements, and the database's
+/// table counters.
 pub async fn reset(pool: &PgPool) {
-    sqlx::query("SELECT pg_stat_statements_reset()")
-        .execute(pool)
-        .await
-        .expect("reset");
+    for statement in [
+        "SELECT pg_stat_statements_reset()",
+        "SELECT pg_stat_reset()",
+    ] {
+        sqlx::query(statement).execute(pool).await.expect("reset");
+    }
+}
+
+/// One table's counters.
+#[derive(sqlx::FromRow)]
+struct Table {
+    name: String,
+    seq_scan: i64,
+    seq_tup_read: i64,
+    idx_scan: i64,
+    inserted: i64,
+    updated: i64,
+    hot_updated: i64,
+}
+
+/// Prints, for each table the load touched, how it was read (sequential scans and the rows they
+/// read, index scans) and written (rows inserted, updated, and the share of updates that were HOT:
+/// no index touched, the new version on the same page).
+async fn print_tables(pool: &PgPool, events: f64) {
+    // Backends send their table counters at most once a second, and when they go idle.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let tables: Vec<Table> = sqlx::query_as(
+        "SELECT relname::text AS name, seq_scan, seq_tup_read, COALESCE(idx_scan, 0) AS idx_scan, \
+                n_tup_ins AS inserted, n_tup_upd AS updated, n_tup_hot_upd AS hot_updated \
+         FROM pg_stat_user_tables \
+         WHERE seq_scan + COALESCE(idx_scan, 0) + n_tup_ins + n_tup_upd > 0 \
+         ORDER BY n_tup_ins + n_tup_upd DESC, relname",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("pg_stat_user_tables");
+    println!(
+        "| table | sequential scans per 1,000 events | rows they read per event | index scans per event | rows inserted per event | rows updated per event | HOT updates |\n|---|---|---|---|---|---|---|"
+    );
+    for t in tables {
+        println!(
+            "| `{}` | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {} |",
+            t.name,
+            t.seq_scan as f64 * 1000.0 / events,
+            t.seq_tup_read as f64 / events,
+            t.idx_scan as f64 / events,
+            t.inserted as f64 / events,
+            t.updated as f64 / events,
+            if t.updated == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.0} %", t.hot_updated as f64 * 100.0 / t.updated as f64)
+            },
+        );
+    }
+    println!();
 }
 
 /// One statement's totals.
@@ -119,4 +172,5 @@ pub async fn print(pool: &PgPool, events: usize, postgres_cpu_us: f64) {
         "| the rest of PostgreSQL's CPU (parsing, protocol, commits, WAL writer, checkpoints, autovacuum) | | {:.1} | | | |\n",
         (postgres_cpu_us - executor_us).max(0.0)
     );
+    print_tables(pool, events).await;
 }
