@@ -13,7 +13,7 @@ use super::config::Settings;
 use crate::{
     apply::worker::Worker,
     follow_up::{forward::Forwarder, reconciliation::Poller},
-    http::{self, AppState, limits::Limits, metrics, server},
+    http::{self, AppState, Shared, limits::Limits, metrics, server},
     intake::inbox::Inbox,
     store::{deliveries, retention},
 };
@@ -47,7 +47,7 @@ impl Application {
             settings.worker.clone(),
             wake.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             pool,
             inbox,
             providers,
@@ -57,7 +57,7 @@ impl Application {
             worker,
             ingest_timeout,
             max_body_bytes: settings.server.max_body_bytes,
-        };
+        });
         Ok(Self {
             listener,
             state,
