@@ -46,6 +46,7 @@ impl Application {
             providers.clone(),
             settings.worker.clone(),
             wake.clone(),
+            inbox.activity(),
         );
         let state = AppState::new(Shared {
             pool,

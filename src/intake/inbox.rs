@@ -9,7 +9,14 @@
 //! for a batch to fill: a lone delivery is stored at once, and under load the deliveries that
 //! arrive during one commit form the next batch. A batch that fails fails only its own requests.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use crate::store::db::Db;
 use serde::Deserialize;
@@ -75,6 +82,32 @@ impl Stored {
     }
 }
 
+/// When this process's flushers last stored a batch. The worker claims larger batches once
+/// deliveries have stopped arriving (`worker.catch_up_batch_size`): while they arrive, a large
+/// batch is a long burst of PostgreSQL work next to their commits, and their acknowledgements wait.
+/// Only this process's deliveries are seen; it decides a batch size, nothing that must be right.
+#[derive(Debug, Clone, Default)]
+pub struct Activity(Arc<AtomicU64>);
+
+/// The clock of [`Activity`]: milliseconds since the first use, plus one (0 is "never").
+fn now_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64 + 1
+}
+
+impl Activity {
+    /// A batch was stored now.
+    fn stored(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether no batch was stored for `quiet` (or ever).
+    pub fn quiet_for(&self, quiet: Duration) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        last == 0 || now_ms().saturating_sub(last) >= quiet.as_millis() as u64
+    }
+}
+
 /// A delivery waiting for its batch, and where to send the answer.
 struct Waiting {
     event: NewEvent,
@@ -86,6 +119,7 @@ struct Waiting {
 pub struct Inbox {
     queue: mpsc::Sender<Waiting>,
     timeout: Duration,
+    activity: Activity,
 }
 
 impl Inbox {
@@ -94,15 +128,29 @@ impl Inbox {
     pub fn start(pool: Db, settings: &IngestSettings, timeout: Duration) -> (Self, JoinSet<()>) {
         let (queue, receiver) = mpsc::channel(settings.queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        let activity = Activity::default();
         let mut flushers = JoinSet::new();
         for _ in 0..settings.flushers {
             flushers.spawn(flush_loop(
                 pool.clone(),
                 receiver.clone(),
                 settings.max_batch,
+                activity.clone(),
             ));
         }
-        (Self { queue, timeout }, flushers)
+        (
+            Self {
+                queue,
+                timeout,
+                activity,
+            },
+            flushers,
+        )
+    }
+
+    /// When the flushers last stored a batch.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
     }
 
     /// Stores the event once and returns after the commit that holds it. Gives up with 503 after
@@ -128,7 +176,12 @@ impl Inbox {
 
 /// Takes whatever is waiting (at least one event, at most `max_batch`) and stores it, until the
 /// queue is closed and empty.
-async fn flush_loop(pool: Db, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>, max_batch: usize) {
+async fn flush_loop(
+    pool: Db,
+    receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>,
+    max_batch: usize,
+    activity: Activity,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -142,6 +195,7 @@ async fn flush_loop(pool: Db, receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>, max
         if batch.is_empty() {
             continue;
         }
+        activity.stored();
         let events: Vec<&NewEvent> = batch.iter().map(|w| &w.event).collect();
         let answers = match insert_batch(&pool, &events).await {
             Ok(answers) => answers,
@@ -233,5 +287,23 @@ fn classify(error: &sqlx::Error) -> Failure {
                 .unwrap_or_default()
         )),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_intake_is_quiet_until_a_batch_is_stored_then_again_once_the_quiet_time_has_passed() {
+        let activity = Activity::default();
+        assert!(
+            activity.quiet_for(Duration::from_secs(3600)),
+            "never stored"
+        );
+        activity.stored();
+        assert!(!activity.quiet_for(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(activity.quiet_for(Duration::from_millis(10)));
     }
 }

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     backoff,
-    intake::providers::Providers,
+    intake::{inbox::Activity, providers::Providers},
     store::{
         database::{Failure, Wakeups},
         rows::EventStatus,
@@ -44,8 +44,10 @@ pub struct WorkerSettings {
     pub enabled: bool,
     /// Worker tasks in this process.
     pub concurrency: usize,
-    /// Events per claiming transaction.
+    /// Events per claiming transaction while deliveries arrive.
     pub batch_size: i64,
+    /// Events per claiming transaction once none arrived for a moment (at least `batch_size`).
+    pub catch_up_batch_size: i64,
     /// Poll period for due work.
     pub poll_interval_ms: u64,
     /// First retry delay after a failed application.
@@ -56,7 +58,20 @@ pub struct WorkerSettings {
     pub max_attempts: i32,
 }
 
+/// How long no delivery must have been stored before the worker claims catch-up batches.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl WorkerSettings {
+    /// Events to claim next: `batch_size` while deliveries arrive, the larger catch-up batch once
+    /// the intake has been `quiet`.
+    pub fn batch_for(&self, quiet: bool) -> i64 {
+        if quiet {
+            self.catch_up_batch_size.max(self.batch_size)
+        } else {
+            self.batch_size
+        }
+    }
+
     /// The poll period as a `Duration`.
     pub fn poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.poll_interval_ms)
@@ -73,6 +88,11 @@ impl WorkerSettings {
             (
                 !(1..=10_000).contains(&self.batch_size),
                 "worker.batch_size",
+                "must be 1 to 10000",
+            ),
+            (
+                !(1..=10_000).contains(&self.catch_up_batch_size),
+                "worker.catch_up_batch_size",
                 "must be 1 to 10000",
             ),
             (
@@ -132,21 +152,26 @@ pub struct Worker {
     providers: Arc<Providers>,
     settings: WorkerSettings,
     wake: Arc<Notify>,
+    /// When this process last stored deliveries: the batch size follows it.
+    intake: Activity,
 }
 
 impl Worker {
-    /// A worker over `pool`; `wake` is notified by the webhook route after each new event.
+    /// A worker over `pool`; `wake` is notified by the webhook route after each new event, and
+    /// `intake` says when the inbox last stored some.
     pub fn new(
         pool: Db,
         providers: Arc<Providers>,
         settings: WorkerSettings,
         wake: Arc<Notify>,
+        intake: Activity,
     ) -> Self {
         Self {
             pool,
             providers,
             settings,
             wake,
+            intake,
         }
     }
 
@@ -184,18 +209,21 @@ impl Worker {
 
     /// Applies batches until no due event is left, or until shutdown (between batches).
     pub async fn drain(&self, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
-        while !shutdown.is_cancelled()
-            && self.process_batch().await? == self.settings.batch_size as usize
-        {}
+        while !shutdown.is_cancelled() {
+            let limit = self.settings.batch_for(self.intake.quiet_for(QUIET));
+            if self.process_batch(limit).await? < limit as usize {
+                break;
+            }
+        }
         Ok(())
     }
 
-    /// Claims up to `batch_size` due events, applies them and commits; returns how many it claimed.
-    pub async fn process_batch(&self) -> Result<usize, sqlx::Error> {
+    /// Claims up to `limit` due events, applies them and commits; returns how many it claimed.
+    pub async fn process_batch(&self, limit: i64) -> Result<usize, sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let claimed: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(CLAIM.as_str()))
-            .bind(self.settings.batch_size)
+            .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
         if claimed.is_empty() {
@@ -380,6 +408,48 @@ impl Worker {
         Finished {
             retry_in_ms: Some(delay),
             ..Finished::new(claim, EventStatus::Pending, None, Some(error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(batch_size: i64, catch_up_batch_size: i64) -> WorkerSettings {
+        WorkerSettings {
+            enabled: true,
+            concurrency: 1,
+            batch_size,
+            catch_up_batch_size,
+            poll_interval_ms: 1000,
+            retry_base_ms: 1000,
+            retry_max_ms: 300_000,
+            max_attempts: 10,
+        }
+    }
+
+    #[test]
+    fn the_catch_up_batch_is_taken_only_once_the_intake_is_quiet_and_never_below_the_batch() {
+        let s = settings(100, 400);
+        assert_eq!((s.batch_for(false), s.batch_for(true)), (100, 400));
+        let smaller = settings(1000, 400);
+        assert_eq!(
+            (smaller.batch_for(false), smaller.batch_for(true)),
+            (1000, 1000)
+        );
+    }
+
+    #[test]
+    fn a_catch_up_batch_out_of_range_names_its_key() {
+        for bad in [0, 10_001] {
+            let broken: Vec<_> = settings(100, bad)
+                .rules()
+                .into_iter()
+                .filter(|(broken, _, _)| *broken)
+                .map(|(_, key, _)| key)
+                .collect();
+            assert_eq!(broken, ["worker.catch_up_batch_size"]);
         }
     }
 }
