@@ -232,7 +232,12 @@ async fn flush_loop(
 /// first of several deliveries of one event id in the batch is the new one.
 async fn insert_batch(pool: &Db, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-    // The body is stored as the bytes received: PostgreSQL parses no JSON here.
+    // The body is stored as the bytes received: PostgreSQL parses no JSON here. Rows go in in key
+    // order: two replicas storing the same events at once (a redelivery racing its first delivery)
+    // then wait for each other's keys in the same order, never in a cycle (a deadlock, which
+    // failed both batches). Among deliveries of one key, the first received is the one stored.
+    // So within one batch the ids follow the keys, not the arrival: those deliveries were in
+    // flight together and stored by one commit; between batches the ids still follow arrival.
     let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO webhook_events \
              (provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, raw_body, source, \
@@ -244,7 +249,7 @@ async fn insert_batch(pool: &Db, events: &[&NewEvent]) -> Result<Vec<Stored>, sq
              WITH ORDINALITY \
              AS e(provider, event_id, event_type, delivery_id, delivery_event, delivery_timestamp, raw_body, source, \
                   signature, key_id, event_timestamp, n) \
-         ORDER BY e.n \
+         ORDER BY e.provider, e.event_id, e.n \
          ON CONFLICT (provider, event_id) DO NOTHING \
          RETURNING provider, event_id",
     )
