@@ -234,8 +234,9 @@ async fn insert_batch(pool: &Db, events: &[&NewEvent]) -> Result<Vec<Stored>, sq
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     // The body is stored as the bytes received: PostgreSQL parses no JSON here. Rows go in in key
     // order: two replicas storing the same events at once (a redelivery racing its first delivery)
-    // then wait for each other's keys in the same order, never in a cycle (a deadlock, which
-    // failed both batches). Among deliveries of one key, the first received is the one stored.
+    // then wait for each other's keys in the same order, never in a cycle (a deadlock, where
+    // PostgreSQL fails one of the batches). Among deliveries of one key, the first received is the
+    // one stored.
     // So within one batch the ids follow the keys, not the arrival: those deliveries were in
     // flight together and stored by one commit; between batches the ids still follow arrival.
     let inserted: Vec<(String, String)> = sqlx::query_as(
