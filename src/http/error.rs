@@ -134,11 +134,14 @@ impl From<EnvelopeError> for Error {
 }
 
 impl From<Failure> for Error {
-    /// A database failure as the store sorted it: bad data 400, unreachable 503, anything else 500.
+    /// A database failure as the store sorted it: bad data 400, unreachable or contended 503 (the
+    /// sender retries), anything else 500.
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::BadData(message) => Self::BadRequest(message),
-            Failure::Unreachable(message) => Self::Unavailable(anyhow::anyhow!(message)),
+            Failure::Unreachable(message) | Failure::Contended(message) => {
+                Self::Unavailable(anyhow::anyhow!(message))
+            }
             Failure::Bug(message) => Self::Internal(anyhow::anyhow!(message)),
         }
     }

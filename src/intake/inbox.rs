@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use super::envelope::NewEvent;
-use crate::store::database::{Failure, is_data_error};
+use crate::store::database::{Failure, is_contended, is_data_error};
 
 /// `[ingest]`: group commit of incoming events; see `config/default.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -197,7 +197,14 @@ async fn flush_loop(
         }
         activity.stored();
         let events: Vec<&NewEvent> = batch.iter().map(|w| &w.event).collect();
-        let answers = match insert_batch(&pool, &events).await {
+        let mut stored = insert_batch(&pool, &events).await;
+        // PostgreSQL rolled the statement back only because of other work at that moment (a
+        // deadlock, a lock timeout): nothing was stored, so once more; then the senders get 503.
+        if matches!(&stored, Err(e) if is_contended(e)) {
+            tracing::debug!("inbox: batch refused for contention; storing it once more");
+            stored = insert_batch(&pool, &events).await;
+        }
+        let answers = match stored {
             Ok(answers) => answers,
             // One bad row (data PostgreSQL refuses) must not fail its neighbours: store one by one.
             Err(e) if is_data_error(&e) && batch.len() > 1 => {

@@ -208,6 +208,11 @@ pub enum Failure {
     /// The database could not be reached, or went away mid-conversation (try again later).
     #[error("database unavailable: {0}")]
     Unreachable(String),
+    /// PostgreSQL gave up on a statement because of other work at the same moment (a deadlock, a
+    /// serialization failure, a lock or statement timeout): nothing was written, and the same
+    /// request sent again can succeed.
+    #[error("database busy: {0}; nothing was stored, send it again")]
+    Contended(String),
     /// Anything else: a bug of ours or a broken promise of the database.
     #[error("database error: {0}")]
     Bug(String),
@@ -222,6 +227,7 @@ impl Failure {
                 Self::BadData(format!("the database refused a value: {}", db.message()))
             }
             _ if is_unreachable(error) => Self::Unreachable(error.to_string()),
+            _ if is_contended(error) => Self::Contended(error.to_string()),
             _ => Self::Bug(error.to_string()),
         }
     }
@@ -237,6 +243,13 @@ impl From<sqlx::Error> for Failure {
 /// hold) or 54 (program limit exceeded, e.g. nesting too deep for the jsonb parser).
 pub fn is_data_error(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("54")))
+}
+
+/// Whether PostgreSQL refused a statement only because of concurrent work, so that running it
+/// again can succeed: class 40 (transaction rollback: serialization failure, deadlock detected),
+/// 55P03 (lock not available: `lock_timeout`) and 57014 (query canceled: `statement_timeout`).
+pub fn is_contended(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("40") || c == "55P03" || c == "57014"))
 }
 
 /// Whether an error means the database could not be reached or went away mid-conversation

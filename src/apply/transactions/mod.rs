@@ -55,7 +55,8 @@ impl From<sqlx::Error> for ApplyError {
     fn from(error: sqlx::Error) -> Self {
         match Failure::of(&error) {
             Failure::Unreachable(_) => Self::Unreachable(error),
-            Failure::BadData(_) => Self::Refused(error),
+            // A deadlock or timeout is retried with backoff like any refusal.
+            Failure::BadData(_) | Failure::Contended(_) => Self::Refused(error),
             Failure::Bug(_) if matches!(error, sqlx::Error::Database(_)) => Self::Refused(error),
             Failure::Bug(message) => Self::Broken(message),
         }

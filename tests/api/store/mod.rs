@@ -1,5 +1,6 @@
-//! The database: an outage and its recovery, retention, and a role that is no superuser.
+//! The database: an outage and its recovery, contention, retention, and a role that is no superuser.
 
+mod contention;
 mod least_privilege;
 mod outage;
 mod pgbouncer;
