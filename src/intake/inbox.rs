@@ -197,14 +197,7 @@ async fn flush_loop(
         }
         activity.stored();
         let events: Vec<&NewEvent> = batch.iter().map(|w| &w.event).collect();
-        let mut stored = insert_batch(&pool, &events).await;
-        // PostgreSQL rolled the statement back only because of other work at that moment (a
-        // deadlock, a lock timeout): nothing was stored, so once more; then the senders get 503.
-        if matches!(&stored, Err(e) if is_contended(e)) {
-            tracing::debug!("inbox: batch refused for contention; storing it once more");
-            stored = insert_batch(&pool, &events).await;
-        }
-        let answers = match stored {
+        let answers = match insert_batch(&pool, &events).await {
             Ok(answers) => answers,
             // One bad row (data PostgreSQL refuses) must not fail its neighbours: store one by one.
             Err(e) if is_data_error(&e) && batch.len() > 1 => {
@@ -236,8 +229,21 @@ async fn flush_loop(
 }
 
 /// Stores the events in one statement (one commit) and says, for each, whether it is new. The
-/// first of several deliveries of one event id in the batch is the new one.
+/// first of several deliveries of one event id in the batch is the new one. Refused only because
+/// of other work at that moment (a deadlock, a lock timeout), nothing was stored, so the statement
+/// runs once more; refused again, the error is the answer (503: the senders retry).
 async fn insert_batch(pool: &Db, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
+    match insert_once(pool, events).await {
+        Err(e) if is_contended(&e) => {
+            tracing::debug!(error = %e, "inbox: batch refused for contention; storing it once more");
+            insert_once(pool, events).await
+        }
+        answered => answered,
+    }
+}
+
+/// One try of [`insert_batch`].
+async fn insert_once(pool: &Db, events: &[&NewEvent]) -> Result<Vec<Stored>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     // The body is stored as the bytes received: PostgreSQL parses no JSON here. Rows go in in key
     // order: two replicas storing the same events at once (a redelivery racing its first delivery)

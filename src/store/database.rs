@@ -211,7 +211,7 @@ pub enum Failure {
     /// PostgreSQL gave up on a statement because of other work at the same moment (a deadlock, a
     /// serialization failure, a lock or statement timeout): nothing was written, and the same
     /// request sent again can succeed.
-    #[error("database busy: {0}; nothing was stored, send it again")]
+    #[error("database busy: {0}; nothing was written, and trying again can succeed")]
     Contended(String),
     /// Anything else: a bug of ours or a broken promise of the database.
     #[error("database error: {0}")]
@@ -242,14 +242,23 @@ impl From<sqlx::Error> for Failure {
 /// PostgreSQL refused the data itself: class 22 (data exception, e.g. a `\u0000` jsonb cannot
 /// hold) or 54 (program limit exceeded, e.g. nesting too deep for the jsonb parser).
 pub fn is_data_error(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("54")))
+    sqlstate_in(error, &["22", "54"])
 }
 
 /// Whether PostgreSQL refused a statement only because of concurrent work, so that running it
 /// again can succeed: class 40 (transaction rollback: serialization failure, deadlock detected),
 /// 55P03 (lock not available: `lock_timeout`) and 57014 (query canceled: `statement_timeout`).
 pub fn is_contended(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("40") || c == "55P03" || c == "57014"))
+    sqlstate_in(error, &["40", "55P03", "57014"])
+}
+
+/// Whether PostgreSQL answered with a SQLSTATE in one of `classes`: each a class ("22"), a
+/// subclass ("57P") or a whole code ("55P03").
+fn sqlstate_in(error: &sqlx::Error, classes: &[&str]) -> bool {
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| classes.iter().any(|class| code.starts_with(class)))
 }
 
 /// Whether an error means the database could not be reached or went away mid-conversation
@@ -263,9 +272,7 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         // 08: connection exception; 57P: the server is shutting down or restarting.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        sqlx::Error::Database(_) => sqlstate_in(error, &["08", "57P"]),
         _ => false,
     }
 }
